@@ -1,0 +1,34 @@
+# The whole set-up is two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# mypy cannot see through setuptools' editable finder; a symlink named `pursuit` can.
+typecheck: $(STAMP)
+	mkdir -p build/mypy && ln -sfn "$(CURDIR)" build/mypy/pursuit
+	MYPYPATH=build/mypy $(BIN)/mypy -p pursuit.indexes -p pursuit.retrievers -p pursuit.rerankers
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/pursuit demo
+
+clean:
+	rm -rf $(VENV) demo-index

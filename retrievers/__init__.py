@@ -1,0 +1,1 @@
+"""pursuit.retrievers: the Stage algebra, BM25 / dense retrieval, evaluation."""
