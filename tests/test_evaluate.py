@@ -1,0 +1,87 @@
+"""evaluate(): exact trec_eval values on a tiny, hand-computed run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pursuit.indexes.errors import PursuitError
+from pursuit.indexes.records import Query, Ranking
+from pursuit.retrievers.evaluate import DEFAULT_MEASURES, evaluate, run_dict
+
+QRELS = {
+    "q1": {"d1": 2, "d2": 1, "d3": 0, "d5": 1},  # d3 judged not relevant
+    "q2": {"d9": 1},  # judged, but no ranking is given for it
+}
+
+
+def _ranking(qid: str, scored: list[tuple[str, float]]) -> Ranking:
+    return Ranking.from_scores(Query(qid, "text"), scored, pipeline="test")
+
+
+RUN = [
+    _ranking("q1", [("d3", 3.0), ("d1", 2.0), ("d4", 1.0), ("d2", 0.5)]),
+    _ranking("q3", [("d1", 1.0)]),  # no judgements: ignored
+]
+
+
+def test_hand_computed_values_per_query_and_means_over_all_judged_queries() -> None:
+    result = evaluate(RUN, QRELS)
+    # q1 relevances down the ranking: 0, 2, (unjudged) 0, 1; gain = grade, discount log2(r+1).
+    dcg = 2 / math.log2(3) + 1 / math.log2(5)
+    idcg = 2 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
+    expected_q1 = {
+        "nDCG@10": dcg / idcg,
+        "R@100": 2 / 3,  # d1, d2 of d1, d2, d5
+        "RR@10": 1 / 2,
+        "AP": (1 / 2 + 2 / 4) / 3,
+    }
+    assert tuple(result.aggregate) == DEFAULT_MEASURES
+    for name, value in expected_q1.items():
+        assert result.per_query[name] == {"q1": pytest.approx(value), "q2": 0.0}
+        # trec_eval -c: q2 has no ranking and counts 0; q3 has no judgements and is ignored.
+        assert result.aggregate[name] == pytest.approx(value / 2)
+
+
+def test_rr_cutoff_is_applied() -> None:
+    ranking = _ranking("q", [(f"d{i:02d}", 100.0 - i) for i in range(1, 21)])
+    result = evaluate([ranking], {"q": {"d11": 1}}, ["RR@10", "RR@20", "RR"])
+    assert result.aggregate == {"RR@10": 0.0, "RR@20": pytest.approx(1 / 11),
+                                "RR": pytest.approx(1 / 11)}
+
+
+def test_ties_follow_trec_eval_doc_id_descending() -> None:
+    # Ranking lists "a" before "b" (ties ascending); trec_eval reads "b" first.
+    ranking = _ranking("q", [("a", 1.0), ("b", 1.0)])
+    assert ranking.doc_ids() == ["a", "b"]
+    result = evaluate([ranking], {"q": {"a": 1}}, ["RR@10", "RR@1", "P@1"])
+    assert result.aggregate == {"RR@10": 0.5, "RR@1": 0.0, "P@1": 0.0}
+
+
+def test_graded_relevance_threshold_and_single_measure_string() -> None:
+    ranking = _ranking("q", [("x", 3.0), ("y", 2.0)])
+    qrels = {"q": {"x": 1, "y": 2}}
+    assert evaluate([ranking], qrels, "RR(rel=2)@10").aggregate == {"RR(rel=2)@10": 0.5}
+
+
+def test_empty_ranking_counts_zero() -> None:
+    result = evaluate([_ranking("q1", [])], QRELS, ["AP"])
+    assert result.per_query == {"AP": {"q1": 0.0, "q2": 0.0}}
+
+
+def test_unknown_measure_names_valid_ones() -> None:
+    with pytest.raises(PursuitError, match=r"unknown measure 'Foo@10'.*nDCG@10, R@100, RR@10"):
+        evaluate(RUN, QRELS, ["Foo@10"])
+
+
+def test_duplicate_query_ids_and_empty_qrels_are_errors() -> None:
+    with pytest.raises(PursuitError, match="two rankings for query id 'q1'"):
+        evaluate([RUN[0], RUN[0]], QRELS)
+    with pytest.raises(PursuitError, match="qrels are empty"):
+        evaluate(RUN, {})
+
+
+def test_run_dict_keeps_first_score_of_a_repeated_doc() -> None:
+    ranking = Ranking(Query("q", "t"), RUN[0].hits + RUN[0].hits[:1], RUN[0].provenance)
+    assert run_dict([ranking]) == {"q": {"d3": 3.0, "d1": 2.0, "d4": 1.0, "d2": 0.5}}
