@@ -1,0 +1,60 @@
+"""The stages a pipeline's textual form can name, bound to one opened index.
+
+``pursuit search`` and ``pursuit eval`` turn ``--pipeline "bm25%100 | dense%100"`` into
+stages with :func:`pursuit.retrievers.pipeline.parse_pipeline` and the registry built here.
+Layers above add their own names (the rerankers) to the mapping this returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.errors import IndexError_
+from pursuit.indexes.filters import DocFilter
+from pursuit.indexes.protocols import Encoder
+from pursuit.retrievers.bm25 import BM25Retriever
+from pursuit.retrievers.dense import DenseRetriever
+from pursuit.retrievers.encoders import SentenceTransformerEncoder
+from pursuit.retrievers.stage import Stage
+
+
+def encoder_for(index: SearchIndex) -> Encoder:
+    """Load the encoder an index's vectors were built with, as its manifest records it."""
+    config = index.encoder_config
+    if config is None:
+        raise IndexError_(f"{index.path} has no dense vectors; rebuild it with an encoder: "
+                          f"pursuit index {index.manifest.source} --out {index.path}")
+    return SentenceTransformerEncoder(config["model_id"])
+
+
+def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
+                 filter: DocFilter | None = None,
+                 fetch_docs: bool = False) -> dict[str, Callable[..., Stage]]:
+    """Stage constructors over ``index``: ``bm25`` and, when it has vectors, ``dense``.
+
+    The encoder is loaded on first use of ``dense`` and shared by every dense stage.
+
+    Example:
+        >>> stages = index_stages(SearchIndex.open("demo-index"))  # doctest: +SKIP
+        >>> pipeline = parse_pipeline("bm25%100 | dense%100", stages)  # doctest: +SKIP
+    """
+    name = str(index.path)
+    loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+    def bm25(**kwargs: Any) -> Stage:
+        return BM25Retriever(index.bm25, index.store, filter=filter, index_name=name,
+                             fetch_docs=fetch_docs, **kwargs)
+
+    def dense(**kwargs: Any) -> Stage:
+        if index.vectors is None:
+            raise IndexError_(f"{index.path} has no dense vectors, so 'dense' cannot run; rebuild "
+                              f"it with an encoder: pursuit index {index.manifest.source} "
+                              f"--out {index.path}")
+        if not loaded:
+            loaded.append(encoder_for(index))
+        return DenseRetriever(index.vectors, loaded[0], index.store, filter=filter,
+                              index_name=name, fetch_docs=fetch_docs, **kwargs)
+
+    return {"bm25": bm25, "dense": dense}

@@ -1,0 +1,237 @@
+"""The ``pursuit`` command line: index, add, delete, search, eval, compare, demo.
+
+Every command prints readable output by default and one JSON document with ``--json``;
+failures print what is wrong and what to do, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pursuit.indexes.errors import PursuitError
+from pursuit.indexes.filters import DocFilter
+from pursuit.indexes.records import Query, Ranking
+from pursuit.ui.settings import Settings, load_settings
+
+app = typer.Typer(name="pursuit", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Index a corpus, search it, and evaluate retrieval pipelines.")
+console = Console(stderr=True)
+DEFAULT_PIPELINE = "0.5*bm25 + 0.5*dense"
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help=(
+    "Pipeline in textual form, e.g. 'bm25', 'bm25%100 | dense%100', '0.3*bm25 + 0.7*dense'."))]
+
+
+def _settings(**flags: Any) -> Settings:
+    return load_settings(flags)
+
+
+def _emit(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command()
+def index(
+    source: Annotated[str, typer.Argument(help="BEIR folder, .json/.jsonl file, folder of "
+                                               ".txt/.md/.html files, or 'pydocs'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or replace.")],
+    encoder: Annotated[str | None, typer.Option(help="Dense encoder: hub id or local path.")] = None,
+    dense: Annotated[bool, typer.Option("--dense/--no-dense", help="Build dense vectors.")] = True,
+    factory: Annotated[str | None, typer.Option(help="FAISS factory string: Flat, HNSW32, IVF256,Flat.")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="Field mapping for JSON records, e.g. --field text=body.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build an index (documents, BM25, dense vectors) from SOURCE into --out.
+
+    The build goes to a temporary folder renamed into place at the end, so an interrupted
+    build leaves the previous index untouched.
+    """
+    from pursuit.ui.indexing import build_index
+
+    settings = _settings(encoder=encoder, factory=factory)
+    index = build_index(source, out, settings=settings, dense=dense,
+                        fields=_pairs(field, "--field"), console=console)
+    summary = _index_summary(index)
+    index.close()
+    _emit(summary) if as_json else console.print(f"[green]Indexed[/] {summary['n_docs']:,} "
+                                                 f"documents into {out}")
+
+
+@app.command()
+def add(
+    index_dir: Annotated[Path, typer.Argument(help="An existing index directory.")],
+    source: Annotated[str, typer.Argument(help="Documents to add (same kinds as 'index').")],
+    field: Annotated[list[str] | None, typer.Option(help="Field mapping for JSON records.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add the documents of SOURCE to an existing index."""
+    from pursuit.ui.indexing import add_documents
+
+    index = add_documents(index_dir, source, fields=_pairs(field, "--field"), console=console)
+    summary = _index_summary(index)
+    index.close()
+    _emit(summary) if as_json else console.print(f"[green]Index now holds[/] {summary['n_docs']:,} documents")
+
+
+@app.command()
+def delete(
+    index_dir: Annotated[Path, typer.Argument(help="An existing index directory.")],
+    ids: Annotated[list[str], typer.Argument(help="Ids of the documents to delete.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents by id from an existing index."""
+    from pursuit.indexes.collection import SearchIndex
+
+    index = SearchIndex.open(index_dir).delete(ids)
+    summary = _index_summary(index)
+    index.close()
+    _emit(summary) if as_json else console.print(f"[green]Deleted[/] {len(ids)}; "
+                                                 f"{summary['n_docs']:,} documents left")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    index_dir: Annotated[Path, typer.Option("--index", "-i", help="Index directory.")],
+    pipeline: PipelineOpt = DEFAULT_PIPELINE,
+    k: Annotated[int, typer.Option("-k", help="Number of results to show.")] = 10,
+    published_before: Annotated[str | None, typer.Option(help="Only documents published before this ISO date.")] = None,
+    published_after: Annotated[str | None, typer.Option(help="Only documents published on or after this ISO date.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="Metadata filter, e.g. --where source=BBC.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search an index with a pipeline and show the top results."""
+    from pursuit.ui.stages import open_pipeline
+
+    flt = DocFilter(published_before=published_before, published_after=published_after,
+                    metadata=_pairs(where, "--where"))  # type: ignore[arg-type]
+    with open_pipeline(index_dir, pipeline, filter=flt, fetch_docs=True) as stage:
+        ranking = stage.search(Query("q", query)).top(k)
+    if as_json:
+        _emit(_ranking_json(ranking))
+    else:
+        _print_ranking(ranking)
+
+
+@app.command(name="eval")
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="BEIR dataset folder.")],
+    pipeline: PipelineOpt = DEFAULT_PIPELINE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write run.trec, metrics.json, provenance.json here.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
+    split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
+    index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus (default: built once and cached).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a pipeline over a dataset's queries and report nDCG@10, R@100, MRR@10 and MAP."""
+    from pursuit.ui.evaluation import evaluate_pipeline
+
+    result = evaluate_pipeline(dataset, pipeline, settings=_settings(), out=out, limit=limit,
+                               split=split, index_dir=index_dir, console=console)
+    if as_json:
+        _emit({"pipeline": pipeline, "dataset": str(dataset), "split": split,
+               "queries": result["queries"], "metrics": result["metrics"],
+               "out": str(out) if out else None})
+        return
+    table = Table(title=f"{pipeline} on {dataset.name} ({split}, {result['queries']} queries)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in result["metrics"].items():
+        table.add_row(name, f"{value:.4f}")
+    Console().print(table)
+    if out:
+        console.print(f"wrote {out}/run.trec, metrics.json, provenance.json")
+
+
+@app.command()
+def compare(
+    dataset: Annotated[Path, typer.Argument(help="BEIR dataset folder.")],
+    pipeline: Annotated[list[str], typer.Option("--pipeline", "-p", help="NAME=PIPELINE, repeatable.")],
+    baseline: Annotated[str | None, typer.Option(help="NAME of the baseline (default: the first).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N queries.")] = None,
+    split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
+    index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare pipelines on a dataset with paired t-tests (Holm-corrected) against a baseline."""
+    from pursuit.ui.evaluation import compare_pipelines
+
+    systems = _pairs(pipeline, "--pipeline")
+    comparison = compare_pipelines(dataset, systems, baseline=baseline or next(iter(systems)),
+                                   settings=_settings(), limit=limit, split=split,
+                                   index_dir=index_dir, console=console)
+    if as_json:
+        _emit(comparison.to_dict())
+    else:
+        Console().print(comparison.to_table())
+
+
+@app.command()
+def demo(
+    index_dir: Annotated[Path | None, typer.Option("--index", help="Demo index directory.")] = None,
+) -> None:
+    """Build the demo index of Python's own documentation if missing, then search and evaluate it."""
+    from pursuit.ui.demo import run_demo
+
+    run_demo(_settings(demo_index=index_dir), console=console, out=Console())
+
+
+# Helpers ---------------------------------------------------------------------------
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise PursuitError(f"{flag} expects KEY=VALUE, got {value!r}")
+        pairs[key.strip()] = rest.strip()
+    return pairs
+
+
+def _index_summary(index: Any) -> dict[str, Any]:
+    m = index.manifest
+    return {"index": str(index.path), "n_docs": m.n_docs, "source": m.source,
+            "corpus_sha256": m.corpus_sha256, "components": sorted(m.components)}
+
+
+def _ranking_json(ranking: Ranking) -> dict[str, Any]:
+    return {"query": ranking.query.text, "pipeline": ranking.provenance.pipeline,
+            "index": ranking.provenance.index,
+            "hits": [{"rank": i, "id": h.doc_id, "score": h.score,
+                      "title": h.doc.title if h.doc else None,
+                      "url": h.doc.url if h.doc else None,
+                      "published_at": h.doc.published_at if h.doc else None,
+                      "text": h.doc.text if h.doc else None}
+                     for i, h in enumerate(ranking, start=1)]}
+
+
+def _print_ranking(ranking: Ranking) -> None:
+    out = Console()
+    out.print(f"[bold]{ranking.query.text}[/]  [dim]({ranking.provenance.pipeline})[/]")
+    for i, hit in enumerate(ranking, start=1):
+        doc = hit.doc
+        title = (doc.title or doc.id) if doc else hit.doc_id
+        out.print(f"{i:>3}. [cyan]{title}[/]  [dim]{hit.doc_id}  score {hit.score:.4f}[/]",
+                  markup=True, highlight=False)
+        if doc:
+            snippet = " ".join(doc.text.split())[:200]
+            out.print(f"     {snippet}", markup=False, highlight=False)
+    if not ranking.hits:
+        out.print("no results")
+
+
+def main() -> None:
+    """Entry point of the ``pursuit`` command."""
+    try:
+        app()
+    except PursuitError as exc:
+        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(1)

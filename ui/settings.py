@@ -1,0 +1,77 @@
+"""Settings: the only place pursuit reads environment variables.
+
+Precedence, highest first: command-line flags, environment variables (``PURSUIT_*``), a
+TOML settings file (``PURSUIT_CONFIG`` or ``~/.config/pursuit/config.toml``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pursuit.indexes.errors import PursuitError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about a pursuit process.
+
+    Attributes:
+        cache_dir: Where converted models and automatically built dataset indexes live.
+        demo_index: The demo index directory that ``make demo`` builds.
+        encoder: Default dense encoder (hub id, local path, or the packaged default).
+        factory: Default FAISS factory string for new indexes.
+        host / port: Where ``pursuit serve`` listens.
+    """
+
+    cache_dir: Path = Path.home() / ".cache" / "pursuit"
+    demo_index: Path = Path("demo-index")
+    encoder: str = "all-MiniLM-L6-v2"
+    factory: str = "Flat"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def with_overrides(self, values: Mapping[str, Any]) -> Settings:
+        """A copy with the non-``None`` entries of ``values`` applied (typed by field)."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            if key not in known:
+                raise PursuitError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
+            default = getattr(self, key)
+            try:
+                changes[key] = type(default)(value) if not isinstance(default, Path) else Path(value).expanduser()
+            except (TypeError, ValueError) as exc:
+                raise PursuitError(f"setting {key!r} must be a {type(default).__name__}, "
+                                   f"got {value!r}") from exc
+        return replace(self, **changes)
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, *,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings from the file, the environment and ``flags``.
+
+    Example:
+        >>> load_settings({"port": 9000}, environ={}).port
+        9000
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    config = env.get("PURSUIT_CONFIG")
+    path = Path(config).expanduser() if config else Path.home() / ".config" / "pursuit" / "config.toml"
+    if path.is_file():
+        try:
+            settings = settings.with_overrides(tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise PursuitError(f"{path}: not valid TOML ({exc})") from exc
+    if "XDG_CACHE_HOME" in env and "PURSUIT_CACHE_DIR" not in env:
+        settings = replace(settings, cache_dir=Path(env["XDG_CACHE_HOME"]) / "pursuit")
+    from_env = {f.name: env.get(f"PURSUIT_{f.name.upper()}") for f in fields(Settings)}
+    settings = settings.with_overrides(from_env)
+    return settings.with_overrides(flags or {})

@@ -1,0 +1,27 @@
+"""Turning a pipeline's textual form into stages over an index directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.filters import DocFilter
+from pursuit.retrievers.pipeline import parse_pipeline
+from pursuit.retrievers.registry import index_stages
+from pursuit.retrievers.stage import Stage
+
+
+def pipeline_over(index: SearchIndex, text: str, *, filter: DocFilter | None = None,
+                  fetch_docs: bool = False) -> Stage:
+    """Parse ``text`` into a stage whose names resolve over ``index``."""
+    return parse_pipeline(text, index_stages(index, filter=filter, fetch_docs=fetch_docs))
+
+
+@contextmanager
+def open_pipeline(index_dir: Path, text: str, *, filter: DocFilter | None = None,
+                  fetch_docs: bool = False) -> Iterator[Stage]:
+    """Open ``index_dir``, yield the parsed pipeline, close the index afterwards."""
+    with SearchIndex.open(index_dir) as index:
+        yield pipeline_over(index, text, filter=filter, fetch_docs=fetch_docs)
