@@ -9,10 +9,11 @@ same run. Conventions, all trec_eval's:
   an empty one) scores 0 on every measure, as with trec_eval's ``-c`` flag. Rankings of
   queries absent from ``qrels`` are ignored. Restrict ``qrels`` to the queries you ran if
   you evaluated only some of them (``run_pipeline(limit=...)`` does).
-* **Ties are broken by document id, descending**, using the scores of the ranking, not
-  its list order: exactly what trec_eval does with the score column of a run file.
-  :meth:`Ranking.from_scores` orders ties by id *ascending*, so with tied scores the
-  evaluated order can differ from the displayed order, as it would in trec_eval.
+* **The evaluated order is the ranking's order.** trec_eval re-sorts a run by score and
+  breaks ties by doc id descending, which could reorder tied hits; so each query's
+  documents are handed over with scores that strictly fall down the ranking. This is the
+  order :func:`pursuit.indexes.trec.write_run` preserves in ``run.trec``, so trec_eval on
+  that file gives the same numbers.
 * ``RR@k`` is trec_eval's ``recip_rank`` over the top ``k`` documents (``-M k``);
   pytrec_eval has no cutoff for it, and its ir-measures adapter would silently drop one.
 
@@ -72,9 +73,11 @@ def parse_measures(measures: Sequence[str | Measure]) -> dict[str, Measure]:
 
 
 def run_dict(rankings: Sequence[Ranking]) -> dict[str, dict[str, float]]:
-    """Rankings as the ``{query_id: {doc_id: score}}`` run that trec tools read.
+    """Rankings as a ``{query_id: {doc_id: score}}`` run that keeps each ranking's order.
 
-    A document listed twice keeps its first (best) score.
+    Scores are ``n, n-1, ..., 1`` down a ranking of ``n`` documents, so a tool that
+    re-sorts by score (trec_eval) sees exactly the ranking's order, ties included. A
+    document listed twice keeps its first position.
 
     Raises:
         PursuitError: Two rankings for the same query id.
@@ -86,19 +89,14 @@ def run_dict(rankings: Sequence[Ranking]) -> dict[str, dict[str, float]]:
             raise PursuitError(
                 f"two rankings for query id {qid!r}; give each query a unique id"
             )
-        scores: dict[str, float] = {}
-        for hit in ranking:
-            scores.setdefault(hit.doc_id, float(hit.score))
-        run[qid] = scores
+        ordered = list(dict.fromkeys(ranking.doc_ids()))
+        run[qid] = {d: float(len(ordered) - i) for i, d in enumerate(ordered)}
     return run
 
 
-def _trec_top(run: dict[str, dict[str, float]], k: int) -> dict[str, dict[str, float]]:
-    # trec_eval's order: score descending, then doc id descending.
-    return {
-        qid: dict(sorted(docs.items(), key=lambda p: (p[1], p[0]), reverse=True)[:k])
-        for qid, docs in run.items()
-    }
+def _top(run: dict[str, dict[str, float]], k: int) -> dict[str, dict[str, float]]:
+    # Scores are distinct and fall down each ranking, so sorting by score is its order.
+    return {qid: dict(sorted(docs.items(), key=lambda p: -p[1])[:k]) for qid, docs in run.items()}
 
 
 def _calc(
@@ -106,7 +104,7 @@ def _calc(
 ) -> dict[str, float]:
     if measure.NAME == "RR" and measure["cutoff"] is not NOT_PROVIDED:
         uncut = ir_measures.RR(**{k: v for k, v in measure.params.items() if k != "cutoff"})
-        return _calc(uncut, qrels, _trec_top(run, int(measure["cutoff"])))
+        return _calc(uncut, qrels, _top(run, int(measure["cutoff"])))
     if ir_measures.pytrec_eval.supports(measure):
         evaluator = ir_measures.pytrec_eval.evaluator([measure], qrels)
     else:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import ir_measures
 import pytest
 
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Query, Ranking
+from pursuit.indexes.trec import write_run
 from pursuit.retrievers.evaluate import DEFAULT_MEASURES, evaluate, run_dict
 
 QRELS = {
@@ -51,12 +54,27 @@ def test_rr_cutoff_is_applied() -> None:
                                 "RR": pytest.approx(1 / 11)}
 
 
-def test_ties_follow_trec_eval_doc_id_descending() -> None:
-    # Ranking lists "a" before "b" (ties ascending); trec_eval reads "b" first.
+def test_ties_keep_the_ranking_order() -> None:
+    # Ranking lists "a" before "b" (ties by id ascending); trec_eval alone would put "b"
+    # first (ties by id descending). The ranking's order is what gets evaluated.
     ranking = _ranking("q", [("a", 1.0), ("b", 1.0)])
     assert ranking.doc_ids() == ["a", "b"]
     result = evaluate([ranking], {"q": {"a": 1}}, ["RR@10", "RR@1", "P@1"])
+    assert result.aggregate == {"RR@10": 1.0, "RR@1": 1.0, "P@1": 1.0}
+    result = evaluate([ranking], {"q": {"b": 1}}, ["RR@10", "RR@1", "P@1"])
     assert result.aggregate == {"RR@10": 0.5, "RR@1": 0.0, "P@1": 0.0}
+
+
+def test_equals_trec_eval_on_the_written_run_file(tmp_path: Path) -> None:
+    # With distinct scores, pytrec_eval over the written run.trec must agree.
+    ranked = _ranking("q1", [("d3", 1.5), ("d2", 1.25), ("d1", 1.0), ("d5", 0.5)])
+    path = write_run([ranked], tmp_path / "run.trec", "t")
+    from_file = ir_measures.calc_aggregate(
+        [ir_measures.parse_measure(m) for m in ("nDCG@10", "AP", "P@1")], QRELS,
+        ir_measures.read_trec_run(str(path)))
+    ours = evaluate([ranked], {"q1": QRELS["q1"]}, ["nDCG@10", "AP", "P@1"]).aggregate
+    assert ours == {str(m): pytest.approx(v) for m, v in from_file.items()}
+    assert ours["AP"] == pytest.approx((1 / 2 + 2 / 3) / 3)
 
 
 def test_graded_relevance_threshold_and_single_measure_string() -> None:
@@ -82,6 +100,6 @@ def test_duplicate_query_ids_and_empty_qrels_are_errors() -> None:
         evaluate(RUN, {})
 
 
-def test_run_dict_keeps_first_score_of_a_repeated_doc() -> None:
+def test_run_dict_scores_fall_down_the_ranking_and_keep_first_position() -> None:
     ranking = Ranking(Query("q", "t"), RUN[0].hits + RUN[0].hits[:1], RUN[0].provenance)
-    assert run_dict([ranking]) == {"q": {"d3": 3.0, "d1": 2.0, "d4": 1.0, "d2": 0.5}}
+    assert run_dict([ranking]) == {"q": {"d3": 4.0, "d1": 3.0, "d4": 2.0, "d2": 1.0}}
