@@ -70,7 +70,7 @@ def test_equals_trec_eval_on_the_written_run_file(tmp_path: Path) -> None:
     ranked = _ranking("q1", [("d3", 1.5), ("d2", 1.25), ("d1", 1.0), ("d5", 0.5)])
     path = write_run([ranked], tmp_path / "run.trec", "t")
     from_file = ir_measures.calc_aggregate(
-        [ir_measures.parse_measure(m) for m in ("nDCG@10", "AP", "P@1")], QRELS,
+        [ir_measures.parse_measure(m) for m in ("nDCG@10", "AP", "P@1")], {"q1": QRELS["q1"]},
         ir_measures.read_trec_run(str(path)))
     ours = evaluate([ranked], {"q1": QRELS["q1"]}, ["nDCG@10", "AP", "P@1"]).aggregate
     assert ours == {str(m): pytest.approx(v) for m, v in from_file.items()}
