@@ -74,7 +74,7 @@ def test_equals_trec_eval_on_the_written_run_file(tmp_path: Path) -> None:
         ir_measures.read_trec_run(str(path)))
     ours = evaluate([ranked], {"q1": QRELS["q1"]}, ["nDCG@10", "AP", "P@1"]).aggregate
     assert ours == {str(m): pytest.approx(v) for m, v in from_file.items()}
-    assert ours["AP"] == pytest.approx((1 / 2 + 2 / 3) / 3)
+    assert ours["AP"] == pytest.approx((1 / 2 + 2 / 3 + 3 / 4) / 3)  # relevant at ranks 2, 3, 4
 
 
 def test_graded_relevance_threshold_and_single_measure_string() -> None:
