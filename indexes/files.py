@@ -24,7 +24,13 @@ _BLOCK = ("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", 
           "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul")
 
 
-def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def list_files(root: str | Path, suffixes: tuple[str, ...] = TEXT_SUFFIXES) -> list[Path]:
+    """The files :func:`read_folder` reads under ``root``, sorted by relative path.
+
+    Hidden files and folders (names starting with ``.``) are skipped.
+    """
+    root = Path(root)
+    suffixes = tuple(s.lower() for s in suffixes)
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         # Hidden folders (.git, .venv) and hidden files are tooling, not the user's documents.
@@ -118,5 +124,4 @@ def read_folder(path: str | Path, *, suffixes: tuple[str, ...] = TEXT_SUFFIXES) 
     if not root.is_dir():
         raise FormatError(root, None, "not a folder; expected a folder of "
                           f"{', '.join(TEXT_SUFFIXES)} files")
-    wanted = tuple(s.lower() for s in suffixes)
-    return (read_file(p, root) for p in _files(root, wanted))
+    return (read_file(p, root) for p in list_files(root, suffixes))
