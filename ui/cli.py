@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.filters import DocFilter
@@ -214,16 +215,17 @@ def _ranking_json(ranking: Ranking) -> dict[str, Any]:
 
 
 def _print_ranking(ranking: Ranking) -> None:
+    # Document text is data, never markup: build Text objects instead of markup strings.
     out = Console()
-    out.print(f"[bold]{ranking.query.text}[/]  [dim]({ranking.provenance.pipeline})[/]")
+    out.print(Text(ranking.query.text, style="bold") + Text(f"  ({ranking.provenance.pipeline})",
+                                                           style="dim"))
     for i, hit in enumerate(ranking, start=1):
         doc = hit.doc
         title = (doc.title or doc.id) if doc else hit.doc_id
-        out.print(f"{i:>3}. [cyan]{title}[/]  [dim]{hit.doc_id}  score {hit.score:.4f}[/]",
-                  markup=True, highlight=False)
+        out.print(Text(f"{i:>3}. ") + Text(title, style="cyan")
+                  + Text(f"  {hit.doc_id}  score {hit.score:.4f}", style="dim"), highlight=False)
         if doc:
-            snippet = " ".join(doc.text.split())[:200]
-            out.print(f"     {snippet}", markup=False, highlight=False)
+            out.print(Text("     " + " ".join(doc.text.split())[:200]), highlight=False)
     if not ranking.hits:
         out.print("no results")
 
@@ -233,5 +235,5 @@ def main() -> None:
     try:
         app()
     except PursuitError as exc:
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
         sys.exit(1)
