@@ -244,11 +244,14 @@ class BM25Index:
         out_scores = np.zeros((len(queries), k), dtype=np.float32)
         for lo in range(0, len(queries), QUERY_CHUNK):
             hits = (self._query_matrix(queries[lo:lo + QUERY_CHUNK]) @ self._term_doc).tocsr()
+            # Lucene and ATIRE idfs are positive, so usually nothing needs dropping.
+            all_positive = hits.nnz == 0 or hits.data.min() > 0
             for i in range(hits.shape[0]):
                 a, z = hits.indptr[i], hits.indptr[i + 1]
                 pos, sc = hits.indices[a:z], hits.data[a:z]
-                keep = sc > 0 if allowed is None else (sc > 0) & allowed[pos]
-                pos, sc = pos[keep], sc[keep]
+                if allowed is not None or not all_positive:
+                    keep = sc > 0 if allowed is None else (sc > 0) & allowed[pos]
+                    pos, sc = pos[keep], sc[keep]
                 if len(sc) > k:
                     # Everything tied with the k-th score stays in, so ties cut by row.
                     kth = np.partition(sc, len(sc) - k)[len(sc) - k]

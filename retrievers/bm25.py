@@ -48,14 +48,18 @@ class BM25Retriever(Retriever):
                  fetch_docs: bool = False) -> None:
         self.index, self.store, self.k = index, store, k
         self.filter, self.index_name, self.fetch_docs = filter, index_name, fetch_docs
-        self._ids: list[str] = []
+        self._ids = np.empty(0, dtype=object)
+        self._id_rank = np.empty(0, dtype=np.int64)
 
-    def _id_list(self, n_rows: int) -> list[str]:
-        # Rows are never reused and tombstones keep their ids, so the row -> id list only
-        # grows; re-read it when the store has grown.
+    def _id_table(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's id, and each row's place in id order (to break score ties by id)."""
+        # Rows are never reused and tombstones keep their ids, so the table only grows;
+        # re-read it when the store has grown.
         if len(self._ids) < n_rows:
-            self._ids = self.store.all_ids()
-        return self._ids
+            self._ids = np.array(self.store.all_ids(), dtype=object)
+            self._id_rank = np.empty(len(self._ids), dtype=np.int64)
+            self._id_rank[np.argsort(self._ids, kind="stable")] = np.arange(len(self._ids))
+        return self._ids, self._id_rank
 
     def _mask(self, extra: DocFilter | None) -> np.ndarray:
         mask = self.store.mask(self.filter)
@@ -85,7 +89,13 @@ class BM25Retriever(Retriever):
             r, s = self.index.search([queries[i].text for i in members], k,
                                      None if mask.all() else mask)
             rows[members], scores[members] = r, s
-        ids = self._id_list(int(rows.max(initial=-1)) + 1)
+        ids, id_rank = self._id_table(int(rows.max(initial=-1)) + 1)
+        # The index breaks ties by row; Ranking's rule is doc id. Padding (-1, score 0) stays
+        # last, since every returned score is positive.
+        if bool((scores[:, 1:] == scores[:, :-1]).any()):
+            order = np.lexsort((np.where(rows >= 0, id_rank[rows], 0), -scores), axis=1)
+            rows = np.take_along_axis(rows, order, axis=1)
+            scores = np.take_along_axis(scores, order, axis=1)
         docs = self._fetch(rows) if self.fetch_docs else None
         return [self._ranking(q, rows[i], scores[i], ids, docs) for i, q in enumerate(queries)]
 
@@ -93,16 +103,15 @@ class BM25Retriever(Retriever):
         wanted = np.unique(rows[rows >= 0])
         return dict(zip(wanted.tolist(), self.store.get_rows(wanted), strict=True))
 
-    def _ranking(self, query: Query, rows: np.ndarray, scores: np.ndarray, ids: list[str],
+    def _ranking(self, query: Query, rows: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                  docs: dict[int, Doc] | None) -> Ranking:
         n = int((rows >= 0).sum())
-        row_list, score_list = rows[:n].tolist(), scores[:n].tolist()
-        hits = [Hit(ids[r], s, docs[r] if docs else None)
-                for r, s in zip(row_list, score_list, strict=True)]
-        # The index breaks ties by row; Ranking's rule is doc id, so re-sort only on ties.
-        if n > 1 and bool((scores[1:n] == scores[:n - 1]).any()):
-            hits.sort(key=lambda h: (-h.score, h.doc_id))
-        return Ranking(query, tuple(hits), Provenance(self.name, self.index_name))
+        hit_ids, hit_scores = ids[rows[:n]].tolist(), scores[:n].tolist()
+        if docs is None:
+            hits = tuple(map(Hit, hit_ids, hit_scores))
+        else:
+            hits = tuple(map(Hit, hit_ids, hit_scores, [docs[r] for r in rows[:n].tolist()]))
+        return Ranking(query, hits, Provenance(self.name, self.index_name))
 
     def score(self, query: Query, doc_ids: Sequence[str]) -> np.ndarray:
         """BM25 scores (float64) of these documents for ``query``; filters do not apply."""
