@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,8 +39,6 @@ TOKEN_PATTERN = r"\d+(?:[.,]\d+)+|\w+"
 STOPWORD_SETS = {"en": bm25s.stopwords.STOPWORDS_EN, "en_plus": bm25s.stopwords.STOPWORDS_EN_PLUS}
 # Queries per sparse product: bounds the memory of the (queries x documents) result.
 QUERY_CHUNK = 256
-# bm25s logs at INFO on every empty query; that is normal here, not news.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class Analyzer:

@@ -163,3 +163,21 @@ def test_damaged_folder_names_the_file_and_the_rebuild(index: BM25Index, tmp_pat
         BM25Index.load(folder)
     assert str(err.value).startswith(f"{culprit}: ")
     assert str(err.value).endswith(f"rebuild the index with: pursuit index SOURCE --out {tmp_path / 'idx'}")
+
+
+@pytest.mark.data
+def test_scifact_ndcg_matches_anserini_flat_bm25(shared_data: Path) -> None:
+    from pursuit.indexes.beir import read_beir
+    from pursuit.indexes.records import Ranking
+    from pursuit.retrievers.evaluate import evaluate
+
+    ds = read_beir(shared_data / "beir-scifact", "test")
+    index = BM25Index.build([d.contents() for d in ds.corpus], np.arange(len(ds.corpus)))
+    rows, scores = index.search([q.text for q in ds.queries], k=100)
+    rankings = [Ranking.from_scores(q, [(ds.corpus[r].id, float(s))
+                                        for r, s in zip(rows[i], scores[i], strict=True) if r >= 0],
+                                    pipeline="bm25") for i, q in enumerate(ds.queries)]
+    got = evaluate(rankings, ds.qrels, ["nDCG@10", "R@100"]).aggregate
+    # Anserini's flat BM25 (k1=0.9, b=0.4) gets 0.6789 / 0.9253.
+    assert round(got["nDCG@10"], 4) == 0.6823
+    assert round(got["R@100"], 4) == 0.9227
