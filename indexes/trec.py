@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
+
 from pursuit.indexes.errors import FormatError
 from pursuit.indexes.records import Query, Ranking
 
@@ -30,8 +32,10 @@ def _strictly_decreasing(scores: Sequence[float], digits: int | None) -> list[st
 
     With ``digits=None`` every score is written as Python's shortest round-trip form
     (``repr``), so the file holds the exact float. A score that is not below the previous
-    written one (a tie, or a ranking out of score order) is lowered to the next float below
-    the previous one (``math.nextafter``): a one-ulp change that only the tie-break sees.
+    written one *at single precision* (a tie, or a ranking out of score order) is lowered
+    to the next float32 below the previous one. Single precision because some readers
+    (pytrec_eval) parse scores as float32, where a one-ulp double step would still tie
+    and the tie would be re-sorted by document id.
 
     With ``digits=n`` scores are rounded to ``n`` decimals, and a score that is not below
     the previous written one becomes the previous one minus ``10**-n``, the smallest step
@@ -39,15 +43,15 @@ def _strictly_decreasing(scores: Sequence[float], digits: int | None) -> list[st
     """
     out: list[str] = []
     if digits is None:
-        prev_f = math.inf
+        prev32 = np.float32(np.inf)
         for s in scores:
             v = float(s)
             if not math.isfinite(v):
                 raise ValueError(f"score {v} is not finite; TREC runs need finite scores")
-            if v >= prev_f:
-                v = math.nextafter(prev_f, -math.inf)
+            if np.float32(v) >= prev32:
+                v = float(np.nextafter(prev32, np.float32(-np.inf)))
             out.append(repr(v))
-            prev_f = v
+            prev32 = np.float32(v)
         return out
     prev_u: int | None = None
     for s in scores:

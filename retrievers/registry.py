@@ -44,8 +44,10 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
     loaded: list[Encoder] = [encoder] if encoder is not None else []
 
     def bm25(**kwargs: Any) -> Stage:
-        return BM25Retriever(index.bm25, index.store, filter=filter, index_name=name,
-                             fetch_docs=fetch_docs, **kwargs)
+        stage = BM25Retriever(index.bm25, index.store, filter=filter, index_name=name,
+                              fetch_docs=fetch_docs, **kwargs)
+        stage.options = dict(kwargs)  # named in the stage's textual form and provenance
+        return stage
 
     def dense(**kwargs: Any) -> Stage:
         if index.vectors is None:
@@ -54,7 +56,9 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
                               f"--out {index.path}")
         if not loaded:
             loaded.append(encoder_for(index))
-        return DenseRetriever(index.vectors, loaded[0], index.store, filter=filter,
-                              index_name=name, fetch_docs=fetch_docs, **kwargs)
+        stage = DenseRetriever(index.vectors, loaded[0], index.store, filter=filter,
+                               index_name=name, fetch_docs=fetch_docs, **kwargs)
+        stage.options = dict(kwargs)
+        return stage
 
     return {"bm25": bm25, "dense": dense}

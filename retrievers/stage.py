@@ -137,9 +137,18 @@ class Retriever(Stage):
     #: Index path recorded in the provenance of every ranking.
     index_name: str | None = None
 
+    #: Constructor options named in the textual form, e.g. ``{"model": "..."}``.
+    options: dict[str, object] = {}
+
     @property
     def name(self) -> str:
-        return self.label if self.k == type(self).k else f"{self.label}%{self.k}"
+        args = ", ".join(f"{key}={value!r}" for key, value in sorted(self.options.items()))
+        base = f"{self.label}({args})" if args else self.label
+        return base if self.k == type(self).k else f"{base}%{self.k}"
+
+    @property
+    def precedence(self) -> int:  # type: ignore[override]
+        return _PREC_ATOM if self.k == type(self).k else _PREC_MUL
 
     @abstractmethod
     def retrieve(self, query: Query, k: int) -> Ranking:
@@ -228,11 +237,16 @@ class Weighted(Stage):
 
     @property
     def name(self) -> str:
-        return f"{self.weight:g}*{_wrap(self.stage, _PREC_MUL + 1)}"
+        return _weighted_name(self.weight, self.stage)
 
     def transform(self, query: Query, candidates: Ranking | None) -> Ranking:
         r = self.stage.transform(query, candidates)
         return _scaled(r, self.weight, self.name)
+
+    def limited(self, k: int) -> Stage:
+        # Python reads ``0.3*bm25%100`` as ``(0.3*bm25)%100``; the user means a weight on
+        # ``bm25%100``. For positive weights both keep the same hits, so push the cutoff in.
+        return Weighted(self.stage.limited(k), self.weight) if self.weight > 0 else Cutoff(self, k)
 
     def batch(self, queries, candidates=None):  # type: ignore[no-untyped-def]
         return [_scaled(r, self.weight, self.name) for r in self.stage.batch(queries, candidates)]
@@ -329,15 +343,32 @@ class ScoreFusion(_Fusion):
 
 
 def _terms(stage: Stage) -> list[tuple[float, Stage]]:
+    """Members of a ``+`` fusion: a plain min-max fusion is flattened into its members."""
     if isinstance(stage, ScoreFusion) and stage.normalisation == "minmax":
         return list(stage.members)
-    if isinstance(stage, Weighted):
-        return [(stage.weight, stage.stage)]
-    return [(1.0, stage)]
+    return [_weighted(stage)]
 
 
-def _term_name(weight: float, stage: Stage) -> str:
-    return _wrap(stage, _PREC_ADD + 1) if weight == 1.0 else f"{weight:g}*{_wrap(stage, _PREC_MUL + 1)}"
+def _weighted(stage: Stage) -> tuple[float, Stage]:
+    """``w * s`` as ``(w, s)``; any other stage has weight 1."""
+    return (stage.weight, stage.stage) if isinstance(stage, Weighted) else (1.0, stage)
+
+
+def _term_name(weight: float, stage: Stage, prec: int = _PREC_ADD + 1) -> str:
+    return _wrap(stage, prec) if weight == 1.0 else _weighted_name(weight, stage)
+
+
+def _weighted_name(weight: float, stage: Stage) -> str:
+    # ``0.5*x%10`` reads back as ``(0.5*x)%10``, which ``Weighted.limited`` turns into
+    # ``0.5*(x%10)``: so a positive weight on a cutoff needs no parentheses.
+    bare = weight > 0 and stage.precedence == _PREC_MUL and not isinstance(stage, Weighted)
+    return f"{_num(weight)}*{stage.name if bare else _wrap(stage, _PREC_MUL + 1)}"
+
+
+def _num(value: float) -> str:
+    """Shortest text that reads back as exactly ``value`` (``0.3``, ``2``, ``0.123456789``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 class RRF(_Fusion):
@@ -356,12 +387,12 @@ class RRF(_Fusion):
     def of(cls, left: Stage, right: Stage) -> RRF:
         """Flatten ``left | right`` into one fusion."""
         terms = [m for s in (left, right)
-                 for m in (s.members if isinstance(s, RRF) and s.k == 60 else [(1.0, s)])]
+                 for m in (s.members if isinstance(s, RRF) and s.k == 60 else [_weighted(s)])]
         return cls(terms)
 
     @property
     def name(self) -> str:
-        return " | ".join(_wrap(s, _PREC_OR + 1) for _, s in self.members)
+        return " | ".join(_term_name(w, s, _PREC_OR + 1) for w, s in self.members)
 
     def _contributions(self, rankings: list[Ranking]) -> list[tuple[dict[str, float], float]]:
         return [({h.doc_id: 1.0 / (self.k + i) for i, h in enumerate(r, start=1)}, 0.0)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pursuit.indexes.errors import FormatError
@@ -27,19 +27,27 @@ def test_write_run_exact_lines(tmp_path: Path) -> None:
     )
 
 
-def test_ties_are_lowered_by_one_ulp(tmp_path: Path) -> None:
+def _below(x: float) -> float:
+    """The next float32 below ``x``: the tie step, visible to float32 readers too."""
+    return float(np.nextafter(np.float32(x), np.float32(-np.inf)))
+
+
+def test_ties_are_lowered_by_one_float32_step(tmp_path: Path) -> None:
     path = write_run([ranking("q", [("b", 1.0), ("a", 1.0), ("c", 1.0), ("d", 0.5)])],
                      tmp_path / "t.run", "x")
     run = read_run(path)
-    below1 = math.nextafter(1.0, 0.0)
-    assert run == {"q": {"b": 1.0, "a": below1, "c": math.nextafter(below1, 0.0), "d": 0.5}}
+    below1 = _below(1.0)
+    assert below1 == 1.0 - 2**-24
+    assert run == {"q": {"b": 1.0, "a": below1, "c": _below(below1), "d": 0.5}}
+    # float32 readers (pytrec_eval) still see three distinct scores.
+    assert len({np.float32(v) for v in run["q"].values()}) == 4
     # Re-sorting by score (what trec_eval does) gives back the written order.
     assert sorted(run["q"], key=lambda d: -run["q"][d]) == ["b", "a", "c", "d"]
 
 
 def test_out_of_order_score_is_capped(tmp_path: Path) -> None:
     path = write_run([ranking("q", [("a", 1.0), ("b", 3.0)])], tmp_path / "t.run", "x")
-    assert read_run(path) == {"q": {"a": 1.0, "b": math.nextafter(1.0, -math.inf)}}
+    assert read_run(path) == {"q": {"a": 1.0, "b": _below(1.0)}}
 
 
 def test_fixed_digits_ties_step_by_last_digit(tmp_path: Path) -> None:
