@@ -16,7 +16,7 @@ from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.retrievers.bm25 import BM25Retriever
 from pursuit.retrievers.dense import DenseRetriever
-from pursuit.retrievers.encoders import SentenceTransformerEncoder
+from pursuit.retrievers.encoders import KeywordEncoder, SentenceTransformerEncoder
 from pursuit.retrievers.stage import Stage
 
 
@@ -26,6 +26,8 @@ def encoder_for(index: SearchIndex) -> Encoder:
     if config is None:
         raise IndexError_(f"{index.path} has no dense vectors; rebuild it with an encoder: "
                           f"pursuit index {index.manifest.source} --out {index.path}")
+    if config.get("kind") == "keyword":
+        return KeywordEncoder(config["vocabulary"])
     return SentenceTransformerEncoder(config["model_id"])
 
 
