@@ -17,9 +17,10 @@ from pursuit.indexes.beir import Dataset
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Query
 from pursuit.retrievers.compare import compare
+from pursuit.retrievers.registry import encoder_for
 from pursuit.ui.indexing import build_index
 from pursuit.ui.settings import Settings
-from pursuit.ui.stages import pipeline_over
+from pursuit.ui.stages import pipelines_over
 
 #: (question, id of the documentation entry that answers it)
 QUESTIONS: tuple[tuple[str, str], ...] = (
@@ -83,7 +84,9 @@ def run_demo(settings: Settings, *, console: Console, out: Console) -> None:
     with SearchIndex.open(path) as index:
         out.print(Text(f"Demo index: {index.manifest.n_docs:,} documents from "
                        f"{index.manifest.source} ({path})", style="bold"))
-        hybrid = pipeline_over(index, PIPELINES["hybrid"], fetch_docs=True)
+        encoder = encoder_for(index)
+        hybrid = pipelines_over(index, {"hybrid": PIPELINES["hybrid"]}, fetch_docs=True,
+                                encoder=encoder)["hybrid"]
         for question in SAMPLE_SEARCHES:
             ranking = hybrid.search(question).top(3)
             out.print(Text(f"\n> {question}", style="bold"))
@@ -95,5 +98,5 @@ def run_demo(settings: Settings, *, console: Console, out: Console) -> None:
         out.print(Text(f"\nEvaluating {len(PIPELINES)} pipelines on {len(dataset.queries)} "
                        "written questions (paired t-tests against bm25, Holm-corrected):",
                        style="bold"))
-        stages = {name: pipeline_over(index, text) for name, text in PIPELINES.items()}
+        stages = pipelines_over(index, PIPELINES, encoder=encoder)
         out.print(compare(stages, dataset, "bm25").to_table())

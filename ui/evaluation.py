@@ -15,7 +15,7 @@ from pursuit.retrievers.batch import run_pipeline
 from pursuit.retrievers.compare import Comparison, compare
 from pursuit.ui.datasets import dataset_index, load_dataset
 from pursuit.ui.settings import Settings
-from pursuit.ui.stages import pipeline_over
+from pursuit.ui.stages import pipeline_over, pipelines_over
 
 
 def _open(dataset_path: Path, split: str, limit: int | None, index_dir: Path | None,
@@ -59,5 +59,5 @@ def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baselin
                            f"{', '.join(systems)}")
     dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
     with index:
-        stages = {name: pipeline_over(index, text) for name, text in systems.items()}
+        stages = pipelines_over(index, systems)
         return compare(stages, dataset, baseline)

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.filters import DocFilter
+from pursuit.indexes.protocols import Encoder
 from pursuit.retrievers.pipeline import parse_pipeline
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
 
 
+def pipelines_over(index: SearchIndex, texts: Mapping[str, str], *,
+                   filter: DocFilter | None = None, fetch_docs: bool = False,
+                   encoder: Encoder | None = None) -> dict[str, Stage]:
+    """Parse named pipelines whose names resolve over ``index``, sharing one loaded encoder."""
+    registry = index_stages(index, filter=filter, fetch_docs=fetch_docs, encoder=encoder)
+    return {name: parse_pipeline(text, registry) for name, text in texts.items()}
+
+
 def pipeline_over(index: SearchIndex, text: str, *, filter: DocFilter | None = None,
                   fetch_docs: bool = False) -> Stage:
     """Parse ``text`` into a stage whose names resolve over ``index``."""
-    return parse_pipeline(text, index_stages(index, filter=filter, fetch_docs=fetch_docs))
+    return pipelines_over(index, {"_": text}, filter=filter, fetch_docs=fetch_docs)["_"]
 
 
 @contextmanager
