@@ -235,5 +235,6 @@ def main() -> None:
     try:
         app()
     except PursuitError as exc:
-        console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False,
+                      soft_wrap=True)  # never break a command the message names
         sys.exit(1)

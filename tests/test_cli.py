@@ -1,0 +1,136 @@
+"""The ``pursuit`` command line, run in-process the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pursuit.ui import cli
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> tuple[int, str, str]:
+    """Run ``pursuit argv``; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("PURSUIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PURSUIT_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setattr("sys.argv", ["pursuit", *argv])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Path:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "tides.md").write_text("# Tides\nThe moon pulls the ocean and makes the tide.\n")
+    (folder / "lava.txt").write_text("Lava flows from a volcano during an eruption.\n")
+    (folder / "snake.html").write_text("<html><head><title>Snakes</title></head>"
+                                       "<body><p>A python is a large snake.</p></body></html>")
+    return folder
+
+
+@pytest.fixture
+def cli_run(capsys, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    return lambda argv: run(argv, capsys, monkeypatch, tmp_path)
+
+
+def test_index_search_add_delete(cli_run, notes: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    idx = str(tmp_path / "idx")
+    code, out, _ = cli_run(["index", str(notes), "--out", idx, "--no-dense", "--json"])
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["n_docs"] == 3 and summary["components"] == ["bm25", "store"]
+
+    code, out, _ = cli_run(["search", "volcano eruption", "--index", idx, "-p", "bm25", "--json"])
+    hits = json.loads(out)["hits"]
+    assert code == 0 and [h["id"] for h in hits] == ["lava.txt"]
+    assert hits[0]["text"].startswith("Lava flows") and json.loads(out)["pipeline"] == "bm25"
+
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "geysers.md").write_text("# Geysers\nA geyser erupts hot water, like a volcano.\n")
+    code, out, _ = cli_run(["add", idx, str(more), "--json"])
+    assert code == 0 and json.loads(out)["n_docs"] == 4
+    code, out, _ = cli_run(["search", "volcano", "--index", idx, "-p", "bm25", "--json"])
+    assert sorted(h["id"] for h in json.loads(out)["hits"]) == ["geysers.md", "lava.txt"]
+
+    code, out, _ = cli_run(["delete", idx, "lava.txt", "--json"])
+    assert code == 0 and json.loads(out)["n_docs"] == 3
+    code, out, _ = cli_run(["search", "volcano", "--index", idx, "-p", "bm25", "--json"])
+    assert [h["id"] for h in json.loads(out)["hits"]] == ["geysers.md"]
+
+
+def test_readable_search_output_shows_titles(cli_run, notes: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    idx = str(tmp_path / "idx")
+    cli_run(["index", str(notes), "--out", idx, "--no-dense"])
+    code, out, _ = cli_run(["search", "python snake", "--index", idx, "-p", "bm25"])
+    assert code == 0
+    assert "1. Snakes  snake.html" in out and "A python is a large snake." in out
+
+
+def test_published_before_filters_json_records(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    records = tmp_path / "news.jsonl"
+    records.write_text("\n".join(json.dumps(r) for r in [
+        {"url": "u1", "title": "Vote", "body": "election results are in", "published_at": "2023-10-01"},
+        {"url": "u2", "title": "Vote again", "body": "election results recounted",
+         "published_at": "2023-12-01"},
+    ]) + "\n")
+    idx = str(tmp_path / "news")
+    code, _, err = cli_run(["index", str(records), "--out", idx, "--no-dense",
+                            "--field", "text=body", "--field", "id=url"])
+    assert code == 0, err
+    code, out, _ = cli_run(["search", "election results", "--index", idx, "-p", "bm25",
+                            "--published-before", "2023-11-01", "--json"])
+    assert [h["id"] for h in json.loads(out)["hits"]] == ["u1"]
+
+
+def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "tiny"
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in [
+        {"_id": "d1", "title": "Tides", "text": "The moon makes the tide."},
+        {"_id": "d2", "title": "Lava", "text": "A volcano erupts lava."},
+        {"_id": "d3", "title": "Snakes", "text": "A python is a snake, not a volcano."},
+    ]) + "\n")
+    (data / "queries.jsonl").write_text('{"_id": "q1", "text": "volcano lava"}\n'
+                                        '{"_id": "q2", "text": "moon tide"}\n')
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n")
+    idx = str(tmp_path / "idx")
+    assert cli_run(["index", str(data), "--out", idx, "--no-dense"])[0] == 0
+    out_dir = tmp_path / "run"
+    code, out, err = cli_run(["eval", str(data), "-p", "bm25", "--index", idx,
+                              "--out", str(out_dir), "--json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["queries"] == 2 and result["metrics"]["nDCG@10"] == 1.0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "provenance.json",
+                                                         "run.trec"]
+    assert (out_dir / "run.trec").read_text().splitlines()[0].split()[:4] == ["q1", "Q0", "d2", "1"]
+    assert json.loads((out_dir / "provenance.json").read_text())["pipeline"] == "bm25"
+
+    code, out, err = cli_run(["compare", str(data), "-p", "a=bm25", "-p", "b=bm25%1",
+                              "--index", idx, "--json"])
+    assert code == 0, err
+    assert json.loads(out)["baseline"] == "a"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["index", "no/such/place", "--out", "x"], "no/such/place"),
+    (["search", "q", "--index", "no-index-here"], "no index at no-index-here"),
+    (["search", "q", "--index", "IDX", "-p", "bm25 >>"], "column"),
+    (["search", "q", "--index", "IDX", "-p", "dense"], "has no dense vectors"),
+    (["search", "q", "--index", "IDX", "-p", "bm2"], "bm25"),
+])
+def test_failures_exit_1_with_a_message(cli_run, notes: Path, tmp_path: Path, argv, message) -> None:  # type: ignore[no-untyped-def]
+    idx = str(tmp_path / "idx")
+    cli_run(["index", str(notes), "--out", idx, "--no-dense"])
+    code, out, err = cli_run([a.replace("IDX", idx) for a in argv])
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and message in err
