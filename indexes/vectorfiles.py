@@ -41,6 +41,24 @@ def write_array(directory: Path, name: str, array: np.ndarray) -> None:
     os.replace(tmp, directory / name)
 
 
+def write_folder(d: Path, structure: Any, vectors: np.ndarray, rows: np.ndarray,
+                 config: dict[str, Any]) -> None:
+    """Write a vector folder; ``vectors.json`` goes last, so a half-written folder is refused.
+
+    Each file is written beside its target and renamed into place, so saving over the
+    folder an index was memory-mapped from is safe.
+    """
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{STRUCTURE_NAME}.tmp"
+    faiss.write_index(structure, str(tmp))
+    os.replace(tmp, d / STRUCTURE_NAME)
+    write_array(d, VECTORS_NAME, vectors)
+    write_array(d, ROWS_NAME, rows)
+    tmp = d / f".{CONFIG_NAME}.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, d / CONFIG_NAME)
+
+
 def _read_config(d: Path) -> dict[str, Any]:
     path = d / CONFIG_NAME
     try:

@@ -20,36 +20,20 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import faiss
 import numpy as np
 
-from pursuit.indexes.exact import TorchExactSearch, exact_search
 from pursuit.indexes.vectorfiles import (
-    CONFIG_NAME,
     FORMAT,
     FORMAT_VERSION,
-    ROWS_NAME,
     STRUCTURE_NAME,
-    VECTORS_NAME,
     read_folder,
-    write_array,
+    write_folder,
 )
-
-METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-#: HNSW search depth; 128 gives recall@10 >= 0.98 on SciFact with MiniLM (bench/dense.py).
-DEFAULT_EF_SEARCH = 128
-#: IVF lists probed per query (capped at the number of lists).
-DEFAULT_NPROBE = 16
-# A filtered search goes exact when at most this share of the vectors passes the filter:
-# the subset is small enough to scan, and ANN graphs recall poorly under tight filters.
-_EXACT_SHARE = 0.125
+from pursuit.indexes.vectorsearch import DEFAULT_EF_SEARCH, DEFAULT_NPROBE, METRICS, VectorSearch
 
 
 @runtime_checkable
@@ -96,18 +80,6 @@ class VectorStore(Protocol):
         ...
 
 
-def _cuda_available() -> bool:
-    # Importing torch just to learn there is no GPU costs ~2 s; without the NVIDIA
-    # driver's control device there is no CUDA GPU to find.
-    if "torch" not in sys.modules and not os.path.exists("/dev/nvidiactl"):
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 class FaissIndex:
     """A FAISS index over document-store rows, configured by a factory string.
 
@@ -141,32 +113,25 @@ class FaissIndex:
         if "idmap" in factory.lower():
             raise ValueError(f"factory {factory!r}: leave out IDMap, FaissIndex maps rows itself")
         self.dim, self.factory, self.metric, self.device = int(dim), factory, metric, device
-        self._structure = self._new_structure()
-        self.is_hnsw = isinstance(faiss.downcast_index(self._structure), faiss.IndexHNSW)
-        try:
-            self.nlist: int | None = int(faiss.extract_index_ivf(self._structure).nlist)
-        except RuntimeError:
-            self.nlist = None
-        self.ef_search = (ef_search or DEFAULT_EF_SEARCH) if self.is_hnsw else None
-        self.nprobe = min(nprobe or DEFAULT_NPROBE, self.nlist) if self.nlist else None
+        self._search = VectorSearch(self.dim, factory, metric, device, ef_search=ef_search,
+                                    nprobe=nprobe)
         self._vectors = np.zeros((0, self.dim), dtype=np.float32)
         self._rows = np.zeros(0, dtype=np.int64)
-        self._n_indexed = 0  # vectors [0, _n_indexed) are in the structure
-        self._source: Path | None = None  # set when the structure is a view of a mapped file
         self._invalidate()
-
-    def _new_structure(self) -> faiss.Index:
-        try:
-            return faiss.index_factory(self.dim, self.factory, METRICS[self.metric])
-        except RuntimeError as exc:
-            raise ValueError(f"invalid FAISS factory string {self.factory!r} "
-                             f"(e.g. 'Flat', 'HNSW32', 'IVF64,Flat'): {exc}") from None
 
     def _invalidate(self) -> None:
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
-        self._torch: TorchExactSearch | None = None
-        self._gpu: Any = None
-        self._backend: str | None = None
+        self._search.invalidate()
+
+    @property
+    def ef_search(self) -> int | None:
+        """HNSW search depth (``None`` for other structures)."""
+        return self._search.ef_search
+
+    @property
+    def nprobe(self) -> int | None:
+        """IVF lists probed per query (``None`` for other structures)."""
+        return self._search.nprobe
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -205,47 +170,9 @@ class FaissIndex:
         removed = int(len(keep) - keep.sum())
         if removed:
             self._vectors, self._rows = self._vectors[keep], self._rows[keep]
-            self._own_structure()
-            self._structure.reset()
-            self._n_indexed = 0
+            self._search.empty()
             self._invalidate()
         return removed
-
-    def _own_structure(self) -> None:
-        """Replace a memory-mapped structure (read-only view) by an owned copy."""
-        if self._source is not None:
-            try:
-                self._structure = faiss.read_index(str(self._source))
-            except RuntimeError:
-                self._structure = self._new_structure()
-            if self._structure.ntotal != self._n_indexed:  # the file changed since loading
-                self._structure.reset()
-                self._n_indexed = 0
-            self._source = None
-
-    def _ensure_structure(self) -> None:
-        n = len(self._rows)
-        if self._n_indexed == n:
-            return
-        self._own_structure()
-        if not self._structure.is_trained:
-            self._train()
-        self._structure.add(np.ascontiguousarray(self._vectors[self._n_indexed:]))
-        self._n_indexed = n
-
-    def _train(self) -> None:
-        n = len(self._vectors)
-        if self.nlist and n < self.nlist:
-            raise ValueError(
-                f"factory {self.factory!r} needs at least {self.nlist} vectors to train its "
-                f"{self.nlist} lists but got {n}; add more documents first, or use 'Flat' "
-                f"(exact) or 'HNSW32', which need no training")
-        try:
-            self._structure.train(np.ascontiguousarray(self._vectors))
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1]
-            raise ValueError(f"factory {self.factory!r} cannot be trained on {n} vectors "
-                             f"({first}); add more documents or use 'Flat'") from None
 
     # Searching --------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int,
@@ -282,93 +209,12 @@ class FaissIndex:
         if n == 0 or len(q) == 0 or (allowed is not None and not allowed.any()):
             return (np.full((len(q), k), -1, dtype=np.int64),
                     np.full((len(q), k), -np.inf, dtype=np.float32))
-        pos, scores = self._search_positions(q, k, allowed)
-        if allowed is not None:
-            # Belt and braces: whatever path ran, a filtered-out row never gets through.
-            leaked = (pos >= 0) & ~allowed[np.maximum(pos, 0)]
-            if leaked.any():
-                pos, scores = pos.copy(), scores.copy()
-                pos[leaked], scores[leaked] = -1, -np.inf
-                order = np.argsort(pos < 0, axis=1, kind="stable")
-                pos = np.take_along_axis(pos, order, 1)
-                scores = np.take_along_axis(scores, order, 1)
+        pos, scores = self._search.positions(self._vectors, q, k, allowed)
         return np.where(pos >= 0, self._rows[np.maximum(pos, 0)], -1), scores
-
-    def _search_positions(self, q: np.ndarray, k: int,
-                          allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        backend = self._pick_backend()
-        if backend == "torch":
-            if self._torch is None:
-                self._torch = TorchExactSearch(self._vectors, self.metric, "cuda")
-            return self._torch.search(q, k, allowed)
-        n_allowed = len(self._rows) if allowed is None else int(allowed.sum())
-        if allowed is not None and n_allowed <= _EXACT_SHARE * len(self._rows):
-            return exact_search(self._vectors, q, k, self.metric, np.flatnonzero(allowed))
-        self._ensure_structure()
-        result = self._faiss_search(q, k, allowed, gpu=backend == "faiss-gpu")
-        if result is None:  # the structure takes no selector: scan the allowed subset
-            assert allowed is not None
-            return exact_search(self._vectors, q, k, self.metric, np.flatnonzero(allowed))
-        pos, scores = result
-        # An approximate structure can come back short (tight filter, few IVF lists
-        # probed); those queries are answered exactly so every query gets min(k, n) hits.
-        short = (pos >= 0).sum(axis=1) < min(k, n_allowed)
-        if short.any():
-            subset = None if allowed is None else np.flatnonzero(allowed)
-            pos[short], scores[short] = exact_search(self._vectors, q[short], k, self.metric, subset)
-        return pos, scores
-
-    def _faiss_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None,
-                      gpu: bool) -> tuple[np.ndarray, np.ndarray] | None:
-        if gpu and allowed is None and self.is_gpu_capable():
-            distances, pos = self._gpu.search(q, k)
-        else:
-            params, bitmap = None, None
-            if self.is_hnsw:
-                params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-                params.efSearch = max(int(self.ef_search or DEFAULT_EF_SEARCH), k)
-            elif self.nlist:
-                params = faiss.SearchParametersIVF()
-                params.nprobe = int(self.nprobe or 1)
-            if allowed is not None:
-                bitmap = np.packbits(allowed, bitorder="little")
-                params = params or faiss.SearchParameters()
-                params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-            try:
-                distances, pos = self._structure.search(q, k, params=params)
-            except RuntimeError:
-                if allowed is None:
-                    raise
-                return None
-        pos = pos.astype(np.int64, copy=False)
-        scores = (-distances if self.metric == "l2" else distances).astype(np.float32)
-        scores[pos < 0] = -np.inf
-        return pos, scores
-
-    def _pick_backend(self) -> str:
-        if self._backend is None:
-            if self.device == "cpu":
-                self._backend = "faiss"
-            elif faiss.get_num_gpus() > 0:
-                self._backend = "faiss-gpu"
-            elif self.device == "cuda" or _cuda_available():
-                if not _cuda_available():
-                    raise ValueError("device='cuda' but no CUDA device is visible; use 'auto'")
-                self._backend = "torch"
-            else:
-                self._backend = "faiss"
-        return self._backend
 
     def is_gpu_capable(self) -> bool:
         """Whether the structure has been (or can be) copied to the GPU with faiss."""
-        if self._gpu is None:
-            try:
-                resources = faiss.StandardGpuResources()
-                self._gpu = faiss.index_cpu_to_gpu(resources, 0, self._structure)
-                self._gpu_resources = resources  # the GPU index lives only as long as these
-            except (AttributeError, RuntimeError):
-                self._gpu = False  # e.g. HNSW has no GPU version: stay on the CPU
-        return self._gpu is not False
+        return self._search.gpu_capable()
 
     # Reading ----------------------------------------------------------------------
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
@@ -394,14 +240,11 @@ class FaissIndex:
 
     def describe(self) -> dict[str, Any]:
         """The configuration recorded in ``vectors.json`` and in index manifests."""
-        hnsw: Any = faiss.downcast_index(self._structure) if self.is_hnsw else None
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "factory": self.factory,
             "metric": self.metric, "dim": self.dim, "count": len(self),
             "score": "inner product" if self.metric == "ip" else "negative squared L2",
-            "ef_search": self.ef_search, "nprobe": self.nprobe, "nlist": self.nlist,
-            "ef_construction": int(hnsw.hnsw.efConstruction) if hnsw is not None else None,
-            "faiss_version": faiss.__version__,
+            **self._search.describe(),
         }
 
     # Files ------------------------------------------------------------------------
@@ -411,17 +254,9 @@ class FaissIndex:
         Each file is written beside its target and renamed into place, so saving over the
         folder this index was memory-mapped from is safe.
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self._ensure_structure()
-        tmp = d / f".{STRUCTURE_NAME}.tmp"
-        faiss.write_index(self._structure, str(tmp))
-        os.replace(tmp, d / STRUCTURE_NAME)
-        write_array(d, VECTORS_NAME, self._vectors)
-        write_array(d, ROWS_NAME, self._rows)
-        tmp = d / f".{CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(self.describe(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, d / CONFIG_NAME)
+        self._search.sync(self._vectors)
+        write_folder(Path(directory), self._search.structure, self._vectors, self._rows,
+                     self.describe())
 
     @classmethod
     def load(cls, directory: str | Path, *, mmap: bool = True, factory: str | None = None,
@@ -450,8 +285,7 @@ class FaissIndex:
                     nprobe=config.get("nprobe") if same else None, device=device)
         index._vectors, index._rows = vectors, rows
         if structure is not None:
-            index._structure, index._n_indexed = structure, len(rows)
-            index._source = d / STRUCTURE_NAME if mmap else None
+            index._search.adopt(structure, len(rows), d / STRUCTURE_NAME if mmap else None)
         return index
 
     def __repr__(self) -> str:

@@ -208,3 +208,36 @@ def test_short_approximate_results_are_filled_exactly(data):
     truth, _ = built("Flat", x, rows).search(q[:5], 500)
     assert ((found >= 0).sum(axis=1) == 500).all()
     assert np.array_equal(found, truth)
+
+
+def test_backend_choice_without_a_gpu(monkeypatch):
+    from pursuit.indexes import vectorsearch
+
+    monkeypatch.setattr(vectorsearch.faiss, "get_num_gpus", lambda: 0)
+    monkeypatch.setattr(vectorsearch, "cuda_available", lambda: False)
+    assert [vectorsearch.pick_backend(d) for d in ("cpu", "auto")] == ["faiss", "faiss"]
+    with pytest.raises(ValueError, match=r"^device='cuda' but no CUDA device is visible; use "
+                                         r"'auto'$"):
+        vectorsearch.pick_backend("cuda")
+    monkeypatch.setattr(vectorsearch, "cuda_available", lambda: True)  # torch sees a GPU, faiss not
+    assert [vectorsearch.pick_backend(d) for d in ("cpu", "auto", "cuda")] == [
+        "faiss", "torch", "torch"]
+    monkeypatch.setattr(vectorsearch.faiss, "get_num_gpus", lambda: 1)
+    assert vectorsearch.pick_backend("auto") == "faiss-gpu"
+
+
+def test_describe_records_search_parameters(data, tmp_path):
+    x, _, rows = data
+    hnsw = built("HNSW32", x[:100], rows[:100])
+    assert (hnsw.ef_search, hnsw.nprobe) == (DEFAULT_EF_SEARCH, None)
+    described = hnsw.describe()
+    assert {k: described[k] for k in ("factory", "metric", "dim", "count", "ef_search", "nprobe",
+                                      "nlist", "ef_construction")} == {
+        "factory": "HNSW32", "metric": "ip", "dim": 32, "count": 100, "ef_search": 128,
+        "nprobe": None, "nlist": None, "ef_construction": 40}
+    ivf = FaissIndex(32, factory="IVF8,Flat", nprobe=50)  # nprobe is capped at the lists
+    assert (ivf.ef_search, ivf.nprobe, ivf.describe()["nlist"]) == (None, 8, 8)
+    ivf.add(x, rows)
+    ivf.save(tmp_path / "ivf")
+    assert json.loads((tmp_path / "ivf" / "vectors.json").read_text())["nprobe"] == 8
+    assert FaissIndex.load(tmp_path / "ivf").nprobe == 8
