@@ -180,11 +180,17 @@ class QLReranker(Reranker):
             for doc_id in c.doc_ids():
                 users.setdefault(doc_id, []).append(n)
         q_ids = [self.query_ids(q) for q in qs]
-        doc_order = list(users)
-        scores = self.score_shared([self._ids(self.doc_prompt(docs[d])) for d in doc_order],
-                                   [[q_ids[n] for n in users[d]] for d in doc_order])
         per_query: list[dict[str, float]] = [{} for _ in qs]
-        for d, values in zip(doc_order, scores, strict=True):
+        # A document with one query has nothing to share: one plain row is cheaper.
+        alone = [d for d, ns in users.items() if len(ns) == 1]
+        plain = self.score_pairs([(self._ids(self.doc_prompt(docs[d])), q_ids[users[d][0]])
+                                  for d in alone]) if alone else np.zeros(0)
+        for d, v in zip(alone, plain.tolist(), strict=True):
+            per_query[users[d][0]][d] = v
+        shared = [d for d, ns in users.items() if len(ns) > 1]
+        scores = self.score_shared([self._ids(self.doc_prompt(docs[d])) for d in shared],
+                                   [[q_ids[n] for n in users[d]] for d in shared])
+        for d, values in zip(shared, scores, strict=True):
             for n, v in zip(users[d], values.tolist(), strict=True):
                 per_query[n][d] = v
         return [strict_ranking(q, c.doc_ids(), [per_query[n][d] for d in c.doc_ids()],
