@@ -124,7 +124,7 @@ def strict_ranking(query: Query, ids: Sequence[str], scores: Sequence[float] | n
 
 
 # Loaded models, shared by every reranker in the process: loading costs seconds.
-_LMS: dict[tuple[str | None, str, str], CausalLM] = {}
+_LMS: dict[tuple[str, str, str], CausalLM] = {}
 _LMS_LOCK = threading.Lock()
 
 
@@ -137,9 +137,10 @@ def cached_lm(model: str | None = None, *, dtype: str = "bfloat16",
         dtype: ``"bfloat16"`` (default), ``"float32"`` or ``"float16"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
-    from pursuit.retrievers.llm import load_causal_lm
+    from pursuit.retrievers.llm import canonical_llm_id, load_causal_lm
 
-    key = (model, dtype, device)
+    # A packaged name, its hub-id alias and ``None`` (the default) share one entry.
+    key = (canonical_llm_id(model), dtype, device)
     with _LMS_LOCK:
         if key not in _LMS:
             _LMS[key] = load_causal_lm(model, dtype=dtype, device=device)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny_lm import tiny_lm
 
@@ -23,6 +24,7 @@ from pursuit.indexes.bm25 import BM25Index
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Query, Ranking
+from pursuit.rerankers.base import strict_ranking
 from pursuit.rerankers.listwise import ListwiseReranker
 from pursuit.rerankers.ql import QLReranker
 from pursuit.retrievers.bm25 import BM25Retriever
@@ -146,3 +148,38 @@ def test_missing_text_without_a_store_names_the_fix(lm: CausalLM) -> None:
         with pytest.raises(PursuitError, match=r"carry none and it was built without a store; "
                            r"pass store=index\.store"):
             stage.transform(QUERIES[0], candidates(QUERIES[0], ["moon", "lava"]))
+
+
+# The shared helpers of rerankers/base.py ---------------------------------------------
+def test_strict_ranking_breaks_ties_in_input_order_visibly_at_float32() -> None:
+    q = Query("q", "x")
+    r = strict_ranking(q, ["z", "b", "a", "n", "m"], [1.0, 2.0, 1.0, float("nan"), 1.0 + 1e-12],
+                       pipeline="t", index="i")
+    assert r.doc_ids() == ["b", "m", "z", "a", "n"]  # m first among the float64 near-ties
+    s32 = [np.float32(h.score) for h in r]
+    assert all(a > b for a, b in zip(s32, s32[1:], strict=False))
+    assert (r.hits[0].score, r.hits[1].score) == (2.0, 1.0 + 1e-12)
+    assert (r.provenance.pipeline, r.provenance.index) == ("t", "i")
+    with pytest.raises(ValueError, match="got 1 scores for 2 documents"):
+        strict_ranking(q, ["a", "b"], [1.0], pipeline="t")
+
+
+def test_cached_lm_loads_each_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pursuit.rerankers.base as base
+    import pursuit.retrievers.llm as llm
+
+    calls: list[tuple[str | None, str]] = []
+
+    def fake_load(model: str | None = None, *, dtype: str = "bfloat16",
+                  device: str = "auto") -> str:
+        calls.append((model, dtype))
+        return f"lm{len(calls)}"
+
+    monkeypatch.setattr(llm, "load_causal_lm", fake_load)
+    monkeypatch.setattr(base, "_LMS", {})
+    # The default, its packaged name and its upstream hub id are one model.
+    first = base.cached_lm(None)
+    assert base.cached_lm("qwen2.5-coder-0.5b") is first
+    assert base.cached_lm("Qwen/Qwen2.5-Coder-0.5B-Instruct") is first
+    assert base.cached_lm(None, dtype="float32") == "lm2"
+    assert calls == [(None, "bfloat16"), (None, "float32")]
