@@ -27,7 +27,7 @@ import torch
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.records import Doc, Query
 from pursuit.rerankers.base import Reranker, cached_lm
-from pursuit.rerankers.ql import truncate_tokens
+from pursuit.rerankers.prompting import truncate_tokens
 from pursuit.retrievers.llm import CausalLM
 
 #: ``generate(query, passages) -> text``: the model's answer for one window.

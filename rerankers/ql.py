@@ -36,19 +36,13 @@ import torch
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.base import NeedsFirstStageError, Reranker, cached_lm, strict_ranking
+from pursuit.rerankers.prompting import truncate_tokens
 from pursuit.retrievers.llm import CausalLM
 
 INSTRUCTION = "Write a question this passage answers."
 ANSWER_LABEL = "Question:"
 DEFAULTS: dict[str, Any] = {"model": None, "dtype": "bfloat16", "device": "auto",
                             "max_doc_tokens": 400, "batch_size": 8, "share_prefixes": True}
-
-
-def truncate_tokens(tokenizer: Any, text: str, max_tokens: int) -> str:
-    """``text`` cut after its first ``max_tokens`` tokens (at a token boundary)."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
-    return text if len(offsets) <= max_tokens else text[:offsets[max_tokens][0]].rstrip()
 
 
 class QLReranker(Reranker):

@@ -13,7 +13,8 @@ from tiny_lm import tiny_lm
 
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.base import NeedsFirstStageError
-from pursuit.rerankers.ql import INSTRUCTION, QLReranker, make_ql, truncate_tokens
+from pursuit.rerankers.prompting import truncate_tokens
+from pursuit.rerankers.ql import INSTRUCTION, QLReranker, make_ql
 from pursuit.retrievers.llm import CausalLM, wrap_causal_lm
 
 DOCS = [
