@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from pursuit.retrievers.gguf import (
 from pursuit.retrievers.models import ModelNotFoundError
 
 __all__ = ["CausalLM", "DEFAULT_LLM", "PACKAGED_LLMS", "PackagedLLM", "canonical_llm_id",
-           "load_causal_lm", "resolve_device", "resolve_dtype", "wrap_causal_lm"]
+           "load_causal_lm", "resolve_device", "resolve_dtype", "shared_causal_lm",
+           "wrap_causal_lm"]
 
 #: The default reranker / query-likelihood model.
 DEFAULT_LLM = "qwen2.5-coder-0.5b"
@@ -37,6 +39,8 @@ _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.
            "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}
 #: A string no chat template produces on its own, used to split a rendered prompt.
 _SENTINEL = "\x00PURSUIT-USER-CONTENT\x00"
+_SHARED: dict[tuple[str, ...], CausalLM] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -225,3 +229,27 @@ def load_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device:
     loaded.to(target)
     loaded.eval()
     return CausalLM(model=loaded, tokenizer=tokenizer, model_id=model_id)
+
+
+def shared_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device: str = "auto",
+                     cache_dir: str | Path | None = None,
+                     attn_implementation: str = "sdpa") -> CausalLM:
+    """:func:`load_causal_lm`, loaded once per process for each distinct set of arguments.
+
+    Rerankers, query likelihood and the agent call this so one process holds one copy of
+    each model. Aliases share an entry (the key uses the canonical id and resolved dtype
+    and device). Callers must not change the shared model (e.g. its attention
+    implementation); ask for ``attn_implementation="eager"`` instead, which is its own entry.
+
+    Example:
+        >>> shared_causal_lm() is shared_causal_lm("Qwen/Qwen2.5-Coder-0.5B-Instruct")  # doctest: +SKIP
+        True
+    """
+    key = (canonical_llm_id(model), str(resolve_dtype(dtype)), str(resolve_device(device)),
+           str(cache_dir), attn_implementation)
+    with _SHARED_LOCK:  # two threads asking at once must not load twice
+        if key not in _SHARED:
+            _SHARED[key] = load_causal_lm(model, dtype=dtype, device=device,
+                                          cache_dir=cache_dir,
+                                          attn_implementation=attn_implementation)
+        return _SHARED[key]

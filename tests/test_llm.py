@@ -31,6 +31,7 @@ from pursuit.retrievers.llm import (
     load_causal_lm,
     resolve_device,
     resolve_dtype,
+    shared_causal_lm,
     wrap_causal_lm,
 )
 from pursuit.retrievers.models import ModelNotFoundError
@@ -274,6 +275,18 @@ def test_load_local_folder_in_bf16(tmp_path: Path) -> None:
         expected = tiny.model.to(torch.bfloat16)(ids).logits
         assert torch.equal(lm.model(ids).logits, expected)
     assert lm.chat_text("x") == "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_shared_loads_once_per_canonical_arguments(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = tiny_lm()
+    tiny.model.save_pretrained(tmp_path / "tiny")
+    tiny.tokenizer.save_pretrained(tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    first = shared_causal_lm("tiny", device="cpu")
+    assert shared_causal_lm(str(tmp_path / "tiny"), dtype="bf16", device="cpu") is first
+    fp32 = shared_causal_lm("tiny", dtype="float32", device="cpu")
+    assert fp32 is not first and fp32.dtype == torch.float32
 
 
 def test_unknown_hub_id_offline_is_a_clear_error() -> None:
