@@ -9,6 +9,7 @@ from pathlib import Path
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
+from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.pipeline import parse_pipeline
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
@@ -19,6 +20,7 @@ def pipelines_over(index: SearchIndex, texts: Mapping[str, str], *,
                    encoder: Encoder | None = None) -> dict[str, Stage]:
     """Parse named pipelines whose names resolve over ``index``, sharing one loaded encoder."""
     registry = index_stages(index, filter=filter, fetch_docs=fetch_docs, encoder=encoder)
+    registry |= reranker_stages(index.store)
     return {name: parse_pipeline(text, registry) for name, text in texts.items()}
 
 
