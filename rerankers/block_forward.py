@@ -294,6 +294,6 @@ def score_layout(engine: BlockForward, layout: BlockLayout, *, model_id: str, pa
                 use.put(keys[j], kv)
     hits = len(layout.docs) - len(todo)
     canon_scores, out = engine.query_pass(instr, [found[j] for j in order], layout, logits)
-    scores = torch.empty_like(canon_scores)
-    scores[torch.tensor(order, device=scores.device)] = canon_scores
+    back = torch.argsort(torch.tensor(order, device=canon_scores.device))
+    scores = canon_scores[back]  # a gather keeps gradients for fine-tuning
     return BlockRun(scores, out, sum(len(layout.docs[j]) for j in todo), len(layout.query), hits)
