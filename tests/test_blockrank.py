@@ -142,3 +142,28 @@ def test_reranker_stage_ranks_strictly_and_names_options(lm) -> None:
         make_blockrank(None, layers=3)
     with pytest.raises(PursuitError, match="layer=5 is outside the model's 3 layers"):
         BlockRankReranker(lm, layer=5)
+
+
+@pytest.fixture(scope="module")
+def scifact(shared_data: Path):  # type: ignore[no-untyped-def]
+    from pursuit.indexes.beir import read_beir
+
+    return read_beir(shared_data / "beir-scifact", "test")
+
+
+@pytest.mark.model
+@pytest.mark.data
+def test_packaged_model_puts_the_cited_abstract_first(scifact) -> None:
+    """Two SciFact claims, each with its cited abstract among four unrelated ones."""
+    corpus = {d.id: d for d in scifact.corpus}
+    queries = [q for q in scifact.queries if q.id in scifact.qrels][:2]
+    cited = {i for q in queries for i in scifact.qrels[q.id]}
+    distractors = [d for d in scifact.corpus[:8] if d.id not in cited][:4]
+    r = BlockRankReranker(layer=12, max_doc_tokens=128)
+    for q in queries:
+        rel = [corpus[i] for i in scifact.qrels[q.id]][:1]
+        pool = distractors[:2] + rel + distractors[2:]
+        scores = r.score(q.text, pool)
+        assert float(scores.sum()) == pytest.approx(1.0, abs=1e-3)
+        assert int(np.argmax(scores)) == 2, (q.id, scores)
+    assert r.stats.cache_hits == 4  # the distractors' blocks came from the cache
