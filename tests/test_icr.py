@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny_lm import tiny_lm
@@ -14,6 +16,8 @@ from pursuit.rerankers.base import NeedsFirstStageError
 from pursuit.rerankers.icr import ICRReranker, calibrated_scores, make_icr, resolve_layers
 from pursuit.retrievers.llm import CausalLM, wrap_causal_lm
 
+#: SciFact test queries whose relevant document BM25 ranks 3rd (query 3) and 4th (query 54).
+SCIFACT_QUERIES = ("3", "54")
 DOCS = [Doc("tide", "The moon pulls the ocean and makes the tide.", title="Tides"),
         Doc("lava", "Lava flows from a volcano during an eruption.", title="Volcano"),
         Doc("snake", "A python is a large snake; Python code is read often.", title="Python")]
@@ -132,3 +136,46 @@ def test_stage_contract_errors_and_names(lm: CausalLM) -> None:
     assert ICRReranker(lm, layers="all", options={"layers": "all"}).name == "icr(layers='all')"
     qa = ICRReranker(lm, instruction="qa").prompt("why?", DOCS)
     assert "Please answer the following question based on the information" in qa.prompt.text
+
+
+# ----------------------------------------------------------------------------- real model
+@pytest.fixture(scope="module")
+def scifact_top10(shared_data: Path) -> dict[str, tuple[Ranking, dict[str, int]]]:
+    """BM25 top-10 (with documents) and qrels of a few SciFact test queries."""
+    from pursuit.indexes.beir import read_beir
+    from pursuit.indexes.bm25 import BM25Index
+
+    ds = read_beir(shared_data / "beir-scifact", "test")
+    by_id = {d.id: d for d in ds.corpus}
+    index = BM25Index.build([d.contents() for d in ds.corpus], np.arange(len(ds.corpus)))
+    queries = [q for q in ds.queries if q.id in SCIFACT_QUERIES]
+    rows, scores = index.search([q.text for q in queries], k=10)
+    return {q.id: (Ranking.from_scores(q, [(ds.corpus[r].id, float(s)) for r, s in
+                                           zip(rows[i], scores[i], strict=True)],
+                                       pipeline="bm25", docs=by_id), dict(ds.qrels[q.id]))
+            for i, q in enumerate(queries)}
+
+
+@pytest.mark.model
+@pytest.mark.data
+def test_packaged_qwen_reranks_scifact_bm25_top10(
+        scifact_top10: dict[str, tuple[Ranking, dict[str, int]]]) -> None:
+    icr = make_icr(None)  # the packaged 0.5B, middle third of the layers
+    assert icr.name == "icr" and icr.layers == tuple(range(8, 16))
+    got = {qid: icr.transform(bm25.query, bm25) for qid, (bm25, _) in scifact_top10.items()}
+    for qid, ranking in got.items():
+        bm25, _ = scifact_top10[qid]
+        assert ranking.provenance.pipeline == "icr"
+        assert sorted(ranking.doc_ids()) == sorted(bm25.doc_ids())
+        scores = [h.score for h in ranking.hits]
+        assert all(a > b for a, b in zip(scores, scores[1:], strict=False))
+    # Computed once with bf16 on this project's CPUs and pinned: the full order for query 54
+    # (its relevant document rises from 4th under BM25 to 3rd) ...
+    assert got["54"].doc_ids() == ["1590744", "3973445", "49556906", "24721866", "9899292",
+                                   "23974474", "3419709", "1800734", "9752604", "22036571"]
+    bm25_54 = scifact_top10["54"][0].doc_ids()
+    assert bm25_54.index("49556906") == 3 and got["54"].doc_ids().index("49556906") == 2
+    # ... and for query 3 the 0.5B model puts the BM25 bottom three on top (a weak reranker:
+    # its relevant document falls from 3rd to 6th; MODELS.md measures the 1.5B as better).
+    assert got["3"].doc_ids()[:3] == scifact_top10["3"][0].doc_ids()[:-4:-1]
+    assert got["3"].doc_ids().index("14717500") == 5
