@@ -114,7 +114,7 @@ def main() -> None:
                 emit(rows, {"system": f"bm25%{args.k} >> blockrank(layer={layer})",
                             "queries": len(queries), "s_per_query": round(per_q, 3), **m})
 
-        for path in args.paths.split(","):
+        for path in filter(None, args.paths.split(",")):  # --paths "" skips timing
             for n in map(int, args.sizes.split(",")):
                 docs = [h.doc for h in pools[0].top(n)]
                 r = BlockRankReranker(lm, layer=12, path=path, max_doc_tokens=args.max_doc_tokens)
