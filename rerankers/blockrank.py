@@ -9,6 +9,11 @@ document. Because the query is outside the instruction block, every document's k
 values are cached (:class:`~pursuit.rerankers.doc_cache.DocKVCache`): a second query over
 the same pool computes only its own block.
 
+Quality caveat (measured, ``bench/blockrank.py``): zero-shot with the packaged 0.5B model the
+masses are nearly uniform; the reranker picks a cited SciFact abstract out of unrelated ones
+but does not improve BM25's top 10 (nDCG@10 0.40 vs 0.74 on 30 queries). The paper's
+numbers come from a fine-tuned model (:mod:`pursuit.rerankers.finetune`).
+
 Example:
     >>> stage = BlockRankReranker(store=index.store)          # doctest: +SKIP
     >>> (bm25 % 50 >> stage % 10).search("what causes tides?")   # doctest: +SKIP
