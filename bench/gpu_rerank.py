@@ -338,12 +338,13 @@ def run_case(rec: Recorder, setup: Setup, row: dict[str, Any],
     try:
         with torch.inference_mode():
             times, warm, facts = timed(lambda: fn(setup), sync, repeats, rec.left())
-        ms = statistics.median(times)
-        row.update(facts, ms=round(ms, 3), ms_all=[round(t, 3) for t in times],
-                   warmup_ms=round(warm, 3))
-        if floor_ms:
-            row["ratio_to_floor"] = round(ms / floor_ms, 3)
-            at_depth = floor_ms * facts["depth"] / setup.n_layers
+        ms_all = [round(t, 3) for t in times]  # ratios from the printed numbers, reproducibly
+        ms = statistics.median(ms_all)
+        row.update(facts, ms=ms, ms_all=ms_all, warmup_ms=round(warm, 3))
+        ref = ms if row["case"] == "floor" else floor_ms
+        if ref:
+            row["ratio_to_floor"] = round(ms / ref, 3)
+            at_depth = ref * facts["depth"] / setup.n_layers
             row["ratio_to_floor_at_depth"] = round(ms / at_depth, 3)
     except torch.OutOfMemoryError as e:
         rec.failed = True
