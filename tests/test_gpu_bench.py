@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -103,7 +104,9 @@ def test_token_counts_and_scores_have_the_pool_size(tiny):
             assert r["batch_size"] == n  # 0 (all) and 16 both cover these small pools
     icr = [r for r in rows if r["case"] == "icr"]
     assert {r["icr_layers"] for r in icr} == {"0..1"}
-    assert {r["cache_keyword_renamed"] for r in icr} == {False}  # transformers 5.24 says cache
+    # transformers 5.24 calls the KV cache `cache`; 5.17 (the GPU machine) `past_key_values`.
+    old_name = "cache" not in inspect.signature(transformers.Qwen2Model.forward).parameters
+    assert {r["cache_keyword_renamed"] for r in icr} == {old_name}
 
 
 def test_ratios_are_to_the_same_pools_floor(tiny):
@@ -117,13 +120,16 @@ def test_ratios_are_to_the_same_pools_floor(tiny):
             assert r["depth"] == 2  # a 2-layer model: the middle layer is the last
 
 
-def test_depths_on_a_four_layer_model(tmp_path, monkeypatch):
-    monkeypatch.setitem(gr.SHAPES, "tiny4", {**gr.SHAPES["tiny"], "num_hidden_layers": 4})
+def test_depths_on_a_four_layer_mistral(tmp_path, monkeypatch):
+    # Mistral's modules (no q/k/v bias, explicit head_dim) as in the 7B shape.
+    monkeypatch.setitem(gr.SHAPES, "tiny4", {**gr.SHAPES["tiny"], "model_type": "mistral",
+                                             "num_hidden_layers": 4, "sliding_window": None})
     code, rows, _ = run(tmp_path / "r.jsonl", "--shapes", "tiny4", "--docs", "2",
                         "--repeats", "1", "--reranker-batch-size", "0")
     assert code == 0
     pool = {r["case"]: r for r in rows[1:]}
     assert list(pool) == POOL_CASES[:-1]
+    assert all("error" not in r for r in rows)
     assert (pool["blocksparse_mid"]["layer"], pool["blocksparse_mid"]["depth"]) == (2, 3)
     assert (pool["blocksparse_full"]["layer"], pool["blocksparse_full"]["depth"]) == (3, 4)
     assert (pool["icr"]["icr_layers"], pool["icr"]["depth"]) == ("1..2", 3)
