@@ -16,12 +16,14 @@ each model shape and pool size, in this order (most important first):
 * ``blocksparse_full``: the same, scoring at the last layer, like-for-like with ``full``;
 * ``icr``: ICR's passes (``rerankers.attention``): ``prefill`` of instruction + documents up
   to the last of ICR's default (middle-third) layers, ``span_attention`` for the query span
-  and for an "N/A" span of the same length, ``rerankers.icr.calibrated_scores``;
+  and for an "N/A" span of the same length, ``rerankers.icr.calibrated_scores`` (transformers
+  < 5.24 calls the KV cache ``past_key_values``: see :func:`cache_keyword`);
 * ``blocksparse_mid_b<N>``: ``blocksparse_mid`` with the reranker's own default batch of
   ``--reranker-batch-size`` (16) documents (0 skips the case).
 
 Every case is warmed up once, then timed ``--repeats`` times (synchronised; median reported)
-with peak CUDA memory reset per case. ``ratio_to_floor`` divides by the same pool's ``floor``;
+with peak CUDA memory reset per case (``peak_mem_gib`` includes the model's ``weights_gib``).
+``ratio_to_floor`` divides by the same pool's ``floor``;
 ``ratio_to_floor_at_depth`` divides by the floor scaled to the layers the case touches
 (``depth / layers``; a case that stops at layer l touches l + 1 layers but runs only part of
 the last one, so this ratio errs low). An out-of-memory case is recorded and the run goes on.
@@ -107,7 +109,6 @@ SHAPES: dict[str, dict[str, Any]] = {
              "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
              "vocab_size": 512, "tie_word_embeddings": True},
 }
-CASES = ("floor", "full", "blocksparse_mid", "blocksparse_full", "icr")
 
 
 @dataclass
@@ -162,7 +163,7 @@ def floor_pass(s: Setup) -> dict[str, Any]:
     h = engine.embed(ids)
     rope = engine.rope(torch.arange(ids.shape[1]), h)
     for i in range(s.n_layers):
-        q, _, _ = engine.qkv(i, h, rope)  # k and v are computed and dropped, as attention would
+        q, _, _ = engine.qkv(i, h, rope)  # k and v: the same matmuls, then nothing reads them
         assert q is not None
         h = engine.finish(i, h, q)
     out = engine.decoder.norm(h)
