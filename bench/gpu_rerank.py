@@ -17,7 +17,7 @@ each model shape and pool size, in this order (most important first):
 * ``icr``: ICR's passes (``rerankers.attention``): ``prefill`` of instruction + documents up
   to the last of ICR's default (middle-third) layers, ``span_attention`` for the query span
   and for an "N/A" span of the same length, ``rerankers.icr.calibrated_scores`` (transformers
-  < 5.24 calls the KV cache ``past_key_values``: see :func:`cache_keyword`);
+  5.17 calls the KV cache ``past_key_values``: see :func:`cache_keyword`);
 * ``blocksparse_mid_b<N>``: ``blocksparse_mid`` with the reranker's own default batch of
   ``--reranker-batch-size`` (16) documents (0 skips the case).
 
