@@ -20,17 +20,12 @@ from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import IndexError_
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
-from pursuit.indexes.records import Doc, Query, Ranking
+from pursuit.indexes.records import Query
 from pursuit.indexes.vectors import VectorStore
-from pursuit.retrievers.stage import Retriever
+from pursuit.retrievers.rows import RowRetriever
 
 
-def _query_filter(query: Query) -> DocFilter | None:
-    flt = query.metadata.get("filter")
-    return flt if isinstance(flt, DocFilter) else None
-
-
-class DenseRetriever(Retriever):
+class DenseRetriever(RowRetriever):
     """First-stage dense retrieval over a document store.
 
     Args:
@@ -58,53 +53,16 @@ class DenseRetriever(Retriever):
                 f"index{' ' + index_name if index_name else ''} holds {vectors.dim}-d ones; use "
                 f"the encoder the index was built with, or rebuild it: "
                 f"pursuit index SOURCE --out {index_name or 'DIR'} --encoder {encoder.model_id}")
-        self.vectors, self.encoder, self.store, self.k = vectors, encoder, store, k
-        self.filter, self.index_name, self.fetch_docs = filter, index_name, fetch_docs
+        super().__init__(store, k=k, filter=filter, index_name=index_name,
+                         fetch_docs=fetch_docs)
+        self.vectors, self.encoder = vectors, encoder
 
-    def _mask(self, extra: DocFilter | None) -> np.ndarray | None:
-        mask = self.store.mask(self.filter)
-        if extra is not None and not extra.is_empty:
-            mask &= self.store.mask(extra)
-        return None if mask.all() else mask
+    def _prepare(self, queries: Sequence[Query]) -> np.ndarray:
+        return self.encoder.encode_query([q.text for q in queries])  # one call for the batch
 
-    def retrieve(self, query: Query, k: int) -> Ranking:
-        """The top ``k`` documents for ``query`` (fewer when fewer pass the filters)."""
-        return self.retrieve_batch([query], k)[0]
-
-    def retrieve_batch(self, queries: Sequence[Query], k: int) -> list[Ranking]:
-        """The top ``k`` for each query: one encoder call for all queries, and one vector
-        search per distinct per-query filter."""
-        if not queries:
-            return []
-        encoded = self.encoder.encode_query([q.text for q in queries])
-        groups: list[tuple[DocFilter | None, list[int]]] = []
-        for i, q in enumerate(queries):
-            flt = _query_filter(q)
-            for g_flt, members in groups:
-                if g_flt == flt:
-                    members.append(i)
-                    break
-            else:
-                groups.append((flt, [i]))
-        rows = np.full((len(queries), k), -1, dtype=np.int64)
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        for flt, members in groups:
-            rows[members], scores[members] = self.vectors.search(encoded[members], k,
-                                                                 self._mask(flt))
-        wanted = np.unique(rows[rows >= 0])
-        ids = dict(zip(wanted.tolist(), self.store.ids_of(wanted), strict=True))
-        docs: dict[str, Doc] | None = None
-        if self.fetch_docs:
-            docs = {d.id: d for d in self.store.get_rows(wanted)}
-        out = []
-        for i, q in enumerate(queries):
-            found = rows[i] >= 0
-            pairs = zip([ids[r] for r in rows[i][found].tolist()], scores[i][found].tolist(),
-                        strict=True)
-            # from_scores breaks score ties by doc id, the rule every stage follows.
-            out.append(Ranking.from_scores(q, pairs, pipeline=self.name, index=self.index_name,
-                                           docs=docs))
-        return out
+    def _search_rows(self, prepared: np.ndarray, members: list[int], k: int,
+                     mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors.search(prepared[members], k, mask)
 
     def score(self, query: Query, doc_ids: Sequence[str]) -> np.ndarray:
         """Scores (float64) of these documents for ``query`` from their stored vectors.
