@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from pursuit.retrievers.llm import cache_kwargs
+
 __all__ = ["SpanAttention", "decoder_layers", "prefill", "reset_cache", "span_attention"]
 
 
@@ -61,7 +63,8 @@ def _run(model: Any, ids: Sequence[int], cache: DynamicCache, last_layer: int) -
     try:
         # The base model, not the LM head: logits over a 150k vocabulary for every prefix
         # token would cost more memory than the whole KV cache.
-        model.base_model(input_ids=input_ids, cache=cache, use_cache=True)
+        model.base_model(input_ids=input_ids, use_cache=True,
+                         **cache_kwargs(model.base_model, cache))
     except _StopForward:
         pass
     finally:

@@ -37,7 +37,7 @@ from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.base import NeedsFirstStageError, Reranker, cached_lm, strict_ranking
 from pursuit.rerankers.prompting import truncate_tokens
-from pursuit.retrievers.llm import CausalLM
+from pursuit.retrievers.llm import CausalLM, cache_kwargs, output_cache
 
 INSTRUCTION = "Write a question this passage answers."
 ANSWER_LABEL = "Question:"
@@ -133,14 +133,14 @@ class QLReranker(Reranker):
                 part = rows[r0:r0 + self.batch_size]
                 sel = torch.tensor([b for b, _ in part], device=device)
                 qs = [queries[docs[b]][j] for b, j in part]
-                cache = copy.deepcopy(pre.cache)
+                cache = copy.deepcopy(output_cache(pre))
                 cache.batch_select_indices(sel)
                 q_ids, q_mask = _pad(qs, self._pad_id, left=False, device=device)
                 start_pos = mask[sel].sum(-1, keepdim=True)
                 logits = self.lm.model(
                     input_ids=q_ids, attention_mask=torch.cat([mask[sel], q_mask], dim=1),
                     position_ids=start_pos + torch.arange(q_ids.shape[1], device=device),
-                    cache=cache, use_cache=True).logits
+                    use_cache=True, **cache_kwargs(self.lm.model, cache)).logits
                 # Token 0 is predicted by the prompt's last position, token j by query position j-1.
                 lp_rest = _token_logprobs(logits[:, :-1], q_ids[:, 1:])
                 lp0 = first[sel].gather(1, q_ids[:, :1]).squeeze(1)

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,3 +254,20 @@ def shared_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", devic
                                           cache_dir=cache_dir,
                                           attn_implementation=attn_implementation)
         return _SHARED[key]
+
+
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """The keyword that passes a KV cache to ``model``'s forward, whatever its release.
+
+    transformers 5.24 (the CPU pin) names it ``cache``; earlier 5.x releases, such as the
+    5.17 on the reference GPU machine, name it ``past_key_values`` and silently ignore an
+    unknown ``cache`` keyword, which would leave a prefill's cache empty.
+    """
+    params = inspect.signature(model.forward).parameters
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned (``.cache`` in 5.24, ``.past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

@@ -320,3 +320,20 @@ def test_packaged_qwen_05b_loads_and_decodes_deterministically(qwen05: CausalLM)
                 for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
     assert qwen05.tokenizer.decode(runs[0]).startswith(" a + b")
+
+
+def test_cache_keyword_follows_the_installed_forward_signature() -> None:
+    from types import SimpleNamespace
+
+    from pursuit.retrievers.llm import cache_kwargs, output_cache
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None): ...  # type: ignore[no-untyped-def]
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None): ...  # type: ignore[no-untyped-def]
+
+    assert cache_kwargs(New(), "C") == {"cache": "C"}
+    assert cache_kwargs(Old(), "C") == {"past_key_values": "C"}
+    assert output_cache(SimpleNamespace(cache="A", past_key_values=None)) == "A"
+    assert output_cache(SimpleNamespace(past_key_values="B")) == "B"
