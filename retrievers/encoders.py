@@ -39,8 +39,9 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
     """The dtype ``"auto"`` stands for on a torch device type (``"cpu"``, ``"cuda"``, ...).
 
     On SciFact with MiniLM (bench/dense.py, 2-core AVX512-BF16 CPU) bfloat16 scored nDCG@10
-    0.6445 against float32's 0.6451 (R@100 0.9217 against 0.9250), encoded ~1.6-2.4x as many
-    documents per CPU second and peaked at 993 MiB RSS instead of 1,674. CPUs without native
+    0.6445 against float32's 0.6451 (R@100 0.9217 against 0.9250), encoded 1.6x as many
+    documents per CPU second (2x in wall time side by side) and peaked at 993 MiB RSS instead
+    of 1,172. CPUs without native
     bf16 (no AVX512-BF16, no AMX) emulate it and run slower than float32, so keep float32.
     """
     check_dtype(dtype)
