@@ -41,8 +41,8 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
     On SciFact with MiniLM (bench/dense.py, 2-core AVX512-BF16 CPU) bfloat16 scored nDCG@10
     0.6445 against float32's 0.6451 (R@100 0.9217 against 0.9250), encoded 1.6x as many
     documents per CPU second (2x in wall time side by side) and peaked at 993 MiB RSS instead
-    of 1,172. CPUs without native
-    bf16 (no AVX512-BF16, no AMX) emulate it and run slower than float32, so keep float32.
+    of 1,172. CPUs without native bf16 (no AVX512-BF16, no AMX) emulate it and run slower
+    than float32, so they keep float32.
     """
     check_dtype(dtype)
     if dtype != "auto":
