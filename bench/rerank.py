@@ -44,6 +44,7 @@ from pursuit.rerankers.base import cached_lm
 from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.compare import compare
 from pursuit.retrievers.evaluate import evaluate
+from pursuit.retrievers.llm import DEFAULT_LLM, canonical_llm_id
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
 
@@ -100,9 +101,11 @@ def speed_check(systems: list[dict[str, Any]], model: str) -> dict[str, Any] | N
         return None
     wall = by["listwise"]["s_per_query"] / by["icr"]["s_per_query"]
     cpu = by["listwise"]["cpu_s_per_query"] / by["icr"]["cpu_s_per_query"]
+    # Wall time follows the machine's load, which can change between the two systems;
+    # process CPU time does not, so the claim is checked on both.
     return {"model": model, "listwise_over_icr_wall": round(wall, 2),
             "listwise_over_icr_cpu": round(cpu, 2), "claimed_at_least": CLAIMED_SPEEDUP,
-            "holds": wall >= CLAIMED_SPEEDUP}
+            "holds_wall": wall >= CLAIMED_SPEEDUP, "holds_cpu": cpu >= CLAIMED_SPEEDUP}
 
 
 def main() -> None:
@@ -170,8 +173,12 @@ def main() -> None:
                     t0 = time.perf_counter()
                     cached_lm(model)  # every reranker of this model shares the loaded copy
                     report["models"][model] = {"load_s": round(time.perf_counter() - t0, 1)}
-                stage = stages[system](model=model)
+                # The default model is left out of the options so the name reads plainly.
+                named = {} if canonical_llm_id(model) == DEFAULT_LLM else {"model": model}
+                stage = stages[system](**named)
                 warm_up(stage)
+                cache = getattr(stage, "cache", None)  # BlockRank's document-KV cache
+                hits0, misses0 = (cache.stats.hits, cache.stats.misses) if cache else (0, 0)
                 load_before = os.getloadavg()[0]
                 print(f"{label}: reranking {len(queries)} queries ({stage.name})", flush=True)
                 ranked, wall, cpu = timed_batches(stage, label, queries, pools, args.chunk)
@@ -183,9 +190,9 @@ def main() -> None:
                        "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                        **evaluate(ranked, {q.id: full.qrels[q.id] for q in queries
                                            if q.id in full.qrels}, MEASURES).aggregate}
-                cache = getattr(stage, "cache", None)
-                if cache is not None:  # BlockRank: documents shared between claims
-                    row["doc_cache"] = {"hits": cache.stats.hits, "misses": cache.stats.misses}
+                if cache is not None:  # documents shared between claims are encoded once
+                    row["doc_cache"] = {"hits": cache.stats.hits - hits0,
+                                        "misses": cache.stats.misses - misses0}
                 report["systems"].append(row)
                 print(f"{label}: {row['s_per_query']:.2f} s/query (cpu "
                       f"{row['cpu_s_per_query']:.2f}), " +
@@ -199,8 +206,9 @@ def main() -> None:
                 report["speed_check"].append(check)
                 print(f"{model}: listwise/ICR latency ratio {check['listwise_over_icr_wall']:.2f} "
                       f"wall, {check['listwise_over_icr_cpu']:.2f} cpu; claim ICR >= "
-                      f"{CLAIMED_SPEEDUP:g}x faster: {'holds' if check['holds'] else 'FAILS'}",
-                      flush=True)
+                      f"{CLAIMED_SPEEDUP:g}x faster: wall "
+                      f"{'holds' if check['holds_wall'] else 'FAILS'}, cpu "
+                      f"{'holds' if check['holds_cpu'] else 'FAILS'}", flush=True)
         index.close()
 
     if len(rankings) > 1:
