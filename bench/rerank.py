@@ -166,7 +166,7 @@ def main() -> None:
                 spent = time.perf_counter() - started
                 if args.budget_s and spent >= args.budget_s:
                     report["skipped"].append(label)
-                    print(f"{label}: skipped, budget of {args.budget_s:.0f} s spent "
+                    print(f"{label}: skipped, budget of {args.budget_s:g} s spent "
                           f"({spent:.0f} s)", flush=True)
                     continue
                 if model not in report["models"]:
