@@ -25,6 +25,8 @@ from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.base import strict_ranking
+from pursuit.rerankers.blockrank import BlockRankReranker
+from pursuit.rerankers.icr import ICRReranker
 from pursuit.rerankers.listwise import ListwiseReranker
 from pursuit.rerankers.ql import QLReranker
 from pursuit.retrievers.bm25 import BM25Retriever
@@ -38,6 +40,8 @@ RERANKERS: list[tuple[str, Factory]] = [
     ("ql", lambda lm, store: QLReranker(lm, store=store, batch_size=3)),
     ("listwise", lambda lm, store: ListwiseReranker(lm, store=store, window=4, step=2,
                                                     max_new_tokens=12)),
+    ("icr", lambda lm, store: ICRReranker(lm, store=store, layers="all")),
+    ("blockrank", lambda lm, store: BlockRankReranker(lm, store=store, layer=1)),
 ]
 
 DOCS = [
