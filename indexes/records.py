@@ -11,6 +11,31 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
+
+def strictly_decreasing(scores: Iterable[float]) -> list[float]:
+    """Scores in the given order, each lowered where needed to stay below the one before.
+
+    A score that is not below its predecessor *at single precision* becomes the next
+    float32 below it: a step that survives readers which parse scores as float32
+    (pytrec_eval), so a tie is never re-sorted by document id downstream. Scores must be
+    finite.
+
+    Example:
+        >>> strictly_decreasing([2.0, 2.0, 1.0])
+        [2.0, 1.9999998807907104, 1.0]
+    """
+    out: list[float] = []
+    prev32 = np.float32(np.inf)
+    for score in scores:
+        v = float(score)
+        if np.float32(v) >= prev32:
+            v = float(np.nextafter(prev32, np.float32(-np.inf)))
+        out.append(v)
+        prev32 = np.float32(v)
+    return out
+
 
 @dataclass(frozen=True)
 class Doc:

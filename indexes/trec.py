@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
-
 from pursuit.indexes.errors import FormatError
-from pursuit.indexes.records import Query, Ranking
+from pursuit.indexes.records import Query, Ranking, strictly_decreasing
 
 
 def _check_token(value: str, what: str) -> None:
@@ -43,16 +41,11 @@ def _strictly_decreasing(scores: Sequence[float], digits: int | None) -> list[st
     """
     out: list[str] = []
     if digits is None:
-        prev32 = np.float32(np.inf)
-        for s in scores:
-            v = float(s)
+        values = [float(v) for v in scores]
+        for v in values:
             if not math.isfinite(v):
                 raise ValueError(f"score {v} is not finite; TREC runs need finite scores")
-            if np.float32(v) >= prev32:
-                v = float(np.nextafter(prev32, np.float32(-np.inf)))
-            out.append(repr(v))
-            prev32 = np.float32(v)
-        return out
+        return [repr(v) for v in strictly_decreasing(values)]
     prev_u: int | None = None
     for s in scores:
         if not math.isfinite(s):

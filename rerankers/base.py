@@ -25,7 +25,7 @@ import numpy as np
 
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import PursuitError
-from pursuit.indexes.records import Doc, Query, Ranking
+from pursuit.indexes.records import Doc, Query, Ranking, strictly_decreasing
 from pursuit.retrievers.stage import Stage
 
 if TYPE_CHECKING:
@@ -111,15 +111,9 @@ def strict_ranking(query: Query, ids: Sequence[str], scores: Sequence[float] | n
         raise ValueError(f"got {values.size} scores for {len(ids)} documents")
     low = float(np.finfo(np.float32).min) / 2  # keeps every nudge finite
     values = np.clip(np.nan_to_num(values, nan=low, posinf=-low, neginf=low), low, -low)
-    order = np.argsort(-values, kind="stable")
-    out: list[tuple[str, float]] = []
-    prev32 = np.float32(np.inf)
-    for i in order.tolist():
-        v = float(values[i])
-        if np.float32(v) >= prev32:
-            v = float(np.nextafter(prev32, np.float32(-np.inf)))
-        out.append((ids[i], v))
-        prev32 = np.float32(v)
+    order = np.argsort(-values, kind="stable").tolist()
+    stepped = strictly_decreasing(values[order])
+    out = [(ids[i], v) for i, v in zip(order, stepped, strict=True)]
     return Ranking.from_scores(query, out, pipeline=pipeline, index=index, docs=docs)
 
 
