@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import mmap
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -48,14 +49,18 @@ def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
 def test_peak_rise_sees_a_64_mib_allocation_freed_before_it_returns() -> None:
     scaling = load("rerank_scaling")
 
-    def allocate() -> int:
-        block = b"\x01" * (64 * 2**20)  # written, so every page is resident
-        return len(block)
+    def allocate(mib: int) -> int:
+        # A fresh anonymous mapping, written page by page: resident memory the allocator
+        # cannot serve from pages it kept after an earlier free.
+        with mmap.mmap(-1, mib * 2**20) as block:
+            for offset in range(0, len(block), mmap.PAGESIZE):
+                block[offset] = 1
+            return len(block)
 
-    seconds, rise, method = scaling.peak_rise(allocate)
+    seconds, rise, method = scaling.peak_rise(lambda: allocate(64))
     assert method == "VmHWM reset via clear_refs"
     assert 63 * 2**20 <= rise <= 72 * 2**20
     assert seconds >= 0
     # The high-water mark was reset: a second, smaller allocation is not hidden by the first.
-    _, rise_small, _ = scaling.peak_rise(lambda: len(b"\x01" * (16 * 2**20)))
+    _, rise_small, _ = scaling.peak_rise(lambda: allocate(16))
     assert 15 * 2**20 <= rise_small <= 24 * 2**20
