@@ -97,6 +97,29 @@ class Reranker(Stage):
         return docs
 
 
+class UnknownOptionError(PursuitError, ValueError):
+    """A reranker was given an option it does not have."""
+
+
+def split_options(label: str, defaults: Mapping[str, Any],
+                  options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check a reranker's textual-form options against its defaults.
+
+    Returns:
+        Every option with the defaults filled in, and the options that differ from their
+        defaults (what the stage's name shows).
+
+    Raises:
+        UnknownOptionError: an option ``defaults`` does not list.
+    """
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise UnknownOptionError(f"{label} has no option {unknown[0]!r}; "
+                                 f"options: {', '.join(defaults)}")
+    named = {k: v for k, v in options.items() if v != defaults[k]}
+    return {**defaults, **options}, named
+
+
 def strict_ranking(query: Query, ids: Sequence[str], scores: Sequence[float] | np.ndarray, *,
                    pipeline: str, index: str | None = None,
                    docs: Mapping[str, Doc] | None = None) -> Ranking:

@@ -31,7 +31,7 @@ import torch
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Query
-from pursuit.rerankers.base import Reranker, cached_lm
+from pursuit.rerankers.base import Reranker, cached_lm, split_options
 from pursuit.rerankers.block_forward import PATHS, BlockForward, score_layout
 from pursuit.rerankers.blocks import build_layout
 from pursuit.rerankers.doc_cache import DocKVCache
@@ -162,8 +162,5 @@ def make_blockrank(store: DocStore | None = None, **options: Any) -> BlockRankRe
         >>> stage.name
         "blockrank(layer=12)"
     """
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise PursuitError(f"blockrank has no option {unknown[0]!r}; its options are "
-                           f"{', '.join(DEFAULTS)}")
+    split_options("blockrank", DEFAULTS, options)
     return BlockRankReranker(store=store, **options)

@@ -26,7 +26,7 @@ from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Query
 from pursuit.rerankers.attention import decoder_layers, prefill, span_attention
-from pursuit.rerankers.base import Reranker, cached_lm
+from pursuit.rerankers.base import Reranker, cached_lm, split_options
 from pursuit.rerankers.prompting import (
     INSTRUCTIONS,
     ICRPrompt,
@@ -171,12 +171,8 @@ def make_icr(store: DocStore | None, **options: Any) -> ICRReranker:
     Example:
         >>> ranking = (bm25 % 10 >> make_icr(index.store)).search("tides")  # doctest: +SKIP
     """
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"icr has no option {unknown[0]!r}; options: {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
+    opts, named = split_options("icr", DEFAULTS, options)
     lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
-    named = {k: v for k, v in options.items() if v != DEFAULTS[k]}
     return ICRReranker(lm, store=store, layers=opts["layers"], max_words=opts["max_words"],
                        max_tokens=opts["max_tokens"], instruction=opts["instruction"],
                        options=named)

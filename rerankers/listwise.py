@@ -26,7 +26,7 @@ import torch
 
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.records import Doc, Query
-from pursuit.rerankers.base import Reranker, cached_lm
+from pursuit.rerankers.base import Reranker, cached_lm, split_options
 from pursuit.rerankers.prompting import truncate_tokens
 from pursuit.retrievers.llm import CausalLM
 
@@ -168,12 +168,8 @@ def make_listwise(store: DocStore | None, **options: Any) -> ListwiseReranker:
     Example:
         >>> ranking = (bm25 % 20 >> make_listwise(index.store)).search("tides")  # doctest: +SKIP
     """
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"listwise has no option {unknown[0]!r}; options: {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
+    opts, named = split_options("listwise", DEFAULTS, options)
     lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
-    named = {k: v for k, v in options.items() if v != DEFAULTS[k]}
     return ListwiseReranker(lm, store=store, window=opts["window"], step=opts["step"],
                             max_doc_tokens=opts["max_doc_tokens"],
                             max_new_tokens=opts["max_new_tokens"], options=named)

@@ -35,7 +35,13 @@ import torch
 
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.records import Doc, Query, Ranking
-from pursuit.rerankers.base import NeedsFirstStageError, Reranker, cached_lm, strict_ranking
+from pursuit.rerankers.base import (
+    NeedsFirstStageError,
+    Reranker,
+    cached_lm,
+    split_options,
+    strict_ranking,
+)
 from pursuit.rerankers.prompting import truncate_tokens
 from pursuit.retrievers.llm import CausalLM, cache_kwargs, output_cache
 
@@ -226,12 +232,8 @@ def make_ql(store: DocStore | None, **options: Any) -> QLReranker:
     Example:
         >>> ranking = (bm25 % 20 >> make_ql(index.store) % 10).search("tides")  # doctest: +SKIP
     """
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"ql has no option {unknown[0]!r}; options: {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
+    opts, named = split_options("ql", DEFAULTS, options)
     lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
-    named = {k: v for k, v in options.items() if v != DEFAULTS[k]}
     return QLReranker(lm, store=store, max_doc_tokens=opts["max_doc_tokens"],
                       batch_size=opts["batch_size"], share_prefixes=opts["share_prefixes"],
                       options=named)
