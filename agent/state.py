@@ -1,0 +1,165 @@
+"""The agent's data: the plan schema (validated JSON the model writes) and the graph state.
+
+The planner's output is a typed JSON DAG, never code: :class:`PlanDraft` is what the model
+may write (``extra="forbid"``, bounded strings, ids of a fixed alphabet), :func:`merge_plan`
+turns a draft into plan nodes with stable ids, merging duplicate sub-questions and dropping
+edges to unknown nodes and cycles. The graph state is plain data (dicts and lists) so the
+checkpointer can store a thread and a later process can resume it.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, NotRequired, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["AgentState", "DraftNode", "PlanDraft", "PlanReview", "SearchTask", "merge_answers",
+           "merge_plan", "normalise_question", "ready_nodes"]
+
+_ID = r"^[A-Za-z0-9_-]{1,24}$"
+
+
+class DraftNode(BaseModel):
+    """A sub-question the planner proposes: one entity, time or fact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_ID, description="short id, e.g. n1")
+    question: str = Field(min_length=3, max_length=300)
+    depends_on: list[str] = Field(default_factory=list, max_length=8)
+
+
+class PlanDraft(BaseModel):
+    """The planner's first plan: atomic sub-questions with their dependencies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: list[DraftNode] = Field(min_length=1, max_length=12)
+
+
+class PlanReview(BaseModel):
+    """The planner's verdict after a round: finish, or add sub-questions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    finish: bool
+    add: list[DraftNode] = Field(default_factory=list, max_length=8)
+
+
+class SearchTask(TypedDict):
+    """What one search node receives: its sub-question and its parents' answers."""
+
+    node_id: str
+    question: str
+    parents: list[dict[str, Any]]
+    as_of: NotRequired[str | None]
+
+
+def merge_answers(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """Reducer of parallel search nodes' answers: union by node id."""
+    return {**left, **right}
+
+
+class AgentState(TypedDict, total=False):
+    """One thread's state. Every value is plain data.
+
+    Keys:
+        question: The user's question.
+        clarifications: ``[{"question", "answer", "options"}]`` asked and answered so far.
+        pending: The clarifying question waiting for the user (``ask`` interrupts on it).
+        as_of: ISO date; retrieval never uses documents published at or after it.
+        plan: ``{node_id: {"id", "question", "depends_on", "round"}}`` in creation order.
+        answers: ``{node_id: sub-answer}`` (see :mod:`pursuit.agent.searcher`).
+        round: Planning rounds done.
+        tokens: Model tokens spent (prompt + completion).
+        finished: The planner said the plan is complete (or a cap ended it).
+        answer: The final answer (see :mod:`pursuit.agent.synthesis`).
+        timings: ``{phase: seconds}`` summed over the run.
+    """
+
+    question: str
+    clarifications: list[dict[str, Any]]
+    pending: dict[str, Any] | None
+    as_of: str | None
+    plan: dict[str, dict[str, Any]]
+    answers: Annotated[dict[str, Any], merge_answers]
+    round: int
+    tokens: Annotated[int, operator.add]
+    finished: bool
+    answer: dict[str, Any]
+    timings: Annotated[dict[str, float], lambda a, b: {k: a.get(k, 0.0) + b.get(k, 0.0)
+                                                      for k in {**a, **b}}]
+
+
+def normalise_question(text: str) -> str:
+    """The form under which two sub-questions count as duplicates."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def merge_plan(plan: Mapping[str, Mapping[str, Any]], draft: list[DraftNode], *, round_: int,
+               max_nodes: int) -> dict[str, dict[str, Any]]:
+    """``plan`` extended by ``draft``: stable ids, duplicates merged, bad edges dropped.
+
+    A drafted node whose question duplicates an existing one is merged into it (edges to
+    the draft id point at the existing node); a drafted id that is already taken gets a
+    fresh one; dependencies on unknown ids, on itself or that would close a cycle are
+    dropped (a node is only added after all of its kept parents); nodes beyond
+    ``max_nodes`` are dropped.
+
+    Example:
+        >>> p = merge_plan({}, [DraftNode(id="a", question="Who wrote Dune?")], round_=1,
+        ...                max_nodes=4)
+        >>> list(p)
+        ['a']
+    """
+    merged = {k: dict(v) for k, v in plan.items()}
+    by_text = {normalise_question(v["question"]): k for k, v in merged.items()}
+    alias: dict[str, str] = {}
+    for node in _parents_first(draft):
+        key = normalise_question(node.question)
+        if key in by_text:
+            alias[node.id] = by_text[key]
+            continue
+        if len(merged) >= max_nodes:
+            continue
+        new_id = node.id
+        n = 2
+        while new_id in merged:
+            new_id, n = f"{node.id}-{n}", n + 1
+        alias[node.id] = new_id
+        # Parents must already be in the plan, so the graph stays acyclic by construction.
+        parents = []
+        for dep in node.depends_on:
+            target = alias.get(dep, dep if dep in plan else None)
+            if target is not None and target in merged and target not in parents:
+                parents.append(target)
+        merged[new_id] = {"id": new_id, "question": node.question.strip(),
+                          "depends_on": parents, "round": round_}
+        by_text[key] = new_id
+    return merged
+
+
+def _parents_first(draft: list[DraftNode]) -> list[DraftNode]:
+    """Draft nodes ordered so that parents come before children; a cycle is broken at its
+    first node (whose edges into the cycle are then dropped by :func:`merge_plan`)."""
+    ids = {n.id for n in draft}
+    placed: list[DraftNode] = []
+    done: set[str] = set()
+    pending = list(draft)
+    while pending:
+        ready = [n for n in pending if all(d in done or d not in ids or d == n.id
+                                           for d in n.depends_on)]
+        for node in ready or pending[:1]:
+            placed.append(node)
+            done.add(node.id)
+            pending.remove(node)
+    return placed
+
+
+def ready_nodes(plan: Mapping[str, Mapping[str, Any]], answers: Mapping[str, Any]) -> list[str]:
+    """Unanswered nodes whose parents all have answers, in plan order."""
+    return [k for k, v in plan.items()
+            if k not in answers and all(p in answers for p in v["depends_on"])]
