@@ -26,6 +26,11 @@ class Settings:
         encoder: Default dense encoder (hub id, local path, or the packaged default).
         factory: Default FAISS factory string for new indexes.
         host / port: Where ``pursuit serve`` listens.
+        llm: The agent's chat model (packaged name, hub id or path) when ``llm_url`` is empty.
+        llm_url: Base URL of an OpenAI-compatible server (``http://127.0.0.1:8080/v1``); when
+            set, the agent plans and answers through it instead of an in-process model.
+        llm_api_key: Bearer key for ``llm_url`` (empty: none).
+        threads: SQLite file where conversation threads are kept (empty: under cache_dir).
     """
 
     cache_dir: Path = Path.home() / ".cache" / "pursuit"
@@ -34,6 +39,15 @@ class Settings:
     factory: str = "Flat"
     host: str = "127.0.0.1"
     port: int = 8000
+    llm: str = "qwen2.5-coder-1.5b"
+    llm_url: str = ""
+    llm_api_key: str = ""
+    threads: str = ""
+
+    @property
+    def threads_path(self) -> Path:
+        """Where threads are kept: ``threads`` or ``cache_dir/threads.sqlite``."""
+        return Path(self.threads).expanduser() if self.threads else self.cache_dir / "threads.sqlite"
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with the non-``None`` entries of ``values`` applied (typed by field)."""

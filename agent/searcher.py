@@ -1,0 +1,178 @@
+"""A searcher: one sub-question in, a cited sub-answer out (MindSearch's WebSearcher).
+
+rewrite into a few queries -> first-stage retrieval for each (hybrid by default, with the
+"as of" filter) -> pool by reciprocal rank -> attention rerank -> read the best window of
+the top passages -> answer with ``[n]`` citations that point at those passages.
+
+A node may run zero searches (a sub-question whose queries all fail to retrieve anything
+answers "the documents do not say") or several (one per query). Everything returned is
+plain data for the graph state.
+
+Example:
+    >>> tools = SearchTools.over(index, AgentConfig())          # doctest: +SKIP
+    >>> search_subquestion(task, llm=llm, tools=tools, config=AgentConfig())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pursuit.agent.citations import keep_citations
+from pursuit.agent.config import AgentConfig
+from pursuit.agent.llm import LLMClient
+from pursuit.agent.prompts import answer_prompt, rewrite_prompt
+from pursuit.agent.state import SearchTask, normalise_question
+from pursuit.agent.structured import StructuredOutputError, structured
+from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.docstore import DocStore
+from pursuit.indexes.filters import DocFilter, as_utc
+from pursuit.indexes.records import Doc, Query, Ranking
+from pursuit.rerankers.registry import reranker_stages
+from pursuit.retrievers.pipeline import parse_pipeline
+from pursuit.retrievers.registry import index_stages
+from pursuit.retrievers.stage import Stage
+
+__all__ = ["SearchTools", "as_of_filter", "best_window", "pool", "search_subquestion"]
+
+_WORD = re.compile(r"\w+")
+_RRF_K = 60
+
+
+class Queries(BaseModel):
+    """The rewriter's reply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[str] = Field(max_length=8)
+
+
+@dataclass
+class SearchTools:
+    """The retrieval side of a searcher.
+
+    Attributes:
+        first_stage: Retrieves candidates for one query (hits carry their documents).
+        reranker: Reorders the pooled candidates for the sub-question, or ``None``.
+        store: The document store every citation must exist in.
+    """
+
+    first_stage: Stage
+    reranker: Stage | None
+    store: DocStore
+
+    @classmethod
+    def over(cls, index: SearchIndex, config: AgentConfig) -> SearchTools:
+        """Stages over ``index`` from the config's pipeline texts (hybrid when it has vectors)."""
+        stages = index_stages(index, fetch_docs=True) | reranker_stages(index.store)
+        k = config.pool_k
+        text = config.retrieval or (f"0.5*bm25%{k} + 0.5*dense%{k}" if index.vectors is not None
+                                    else f"bm25%{k}")
+        first = parse_pipeline(text, stages)
+        reranker = parse_pipeline(config.rerank, stages) if config.rerank else None
+        return cls(first, reranker, index.store)
+
+
+def as_of_filter(as_of: str | None) -> DocFilter | None:
+    """The filter that keeps documents published before ``as_of`` (a date means its start)."""
+    return DocFilter(published_before=as_utc(as_of)) if as_of else None
+
+
+def pool(rankings: Sequence[Ranking], query: Query, k: int) -> Ranking:
+    """The top ``k`` of several rankings by reciprocal rank fusion, with their documents."""
+    scores: dict[str, float] = {}
+    docs: dict[str, Doc] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit.doc_id] = scores.get(hit.doc_id, 0.0) + 1.0 / (_RRF_K + rank)
+            if hit.doc is not None:
+                docs[hit.doc_id] = hit.doc
+    fused = Ranking.from_scores(query, scores.items(), pipeline="rrf(queries)", docs=docs)
+    return fused.top(k)
+
+
+def best_window(text: str, question: str, chars: int) -> str:
+    """The run of whole sentences of at most ``chars`` characters sharing most words with
+    ``question`` (the start of the text on ties); cut at ``chars`` if one sentence is longer."""
+    if len(text) <= chars:
+        return text
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+    terms = {w for w in _WORD.findall(question.casefold()) if len(w) > 2}
+    best, best_score = text[:chars], -1
+    for i in range(len(sentences)):
+        window: list[str] = []
+        for sentence in sentences[i:]:
+            if len(" ".join([*window, sentence])) > chars:
+                break
+            window.append(sentence)
+        if not window:
+            continue
+        score = len(terms & set(_WORD.findall(" ".join(window).casefold())))
+        if score > best_score:
+            best, best_score = " ".join(window), score
+    return best
+
+
+def _queries(llm: LLMClient, task: SearchTask, n: int) -> tuple[list[str], int]:
+    """The sub-question itself plus up to ``n`` rewritten queries (duplicates merged)."""
+    out, seen, tokens = [task["question"]], {normalise_question(task["question"])}, 0
+    try:
+        got = structured(llm, rewrite_prompt(task["question"], task["parents"], n), Queries,
+                         retries=1, max_tokens=128)
+        tokens = got.prompt_tokens + got.completion_tokens
+        rewritten = got.value.queries
+    except StructuredOutputError:
+        rewritten = []  # the sub-question alone still searches
+    for q in rewritten[:n]:
+        key = normalise_question(q)
+        if key and key not in seen and len(q) <= 300:
+            out.append(q.strip())
+            seen.add(key)
+    return out, tokens
+
+
+def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
+                       config: AgentConfig, as_of: str | None = None) -> dict[str, Any]:
+    """Answer one sub-question with citations to passages it read.
+
+    Returns:
+        ``{"node_id", "question", "answer", "passages": [{"n", "doc_id", "title", "text",
+        "published_at"}], "queries", "searches", "tokens", "seconds"}``; ``answer`` cites
+        ``[n]`` of ``passages`` only.
+    """
+    started = time.perf_counter()
+    queries, tokens = _queries(llm, task, config.queries_per_node)
+    flt = as_of_filter(as_of)
+    meta: Mapping[str, Any] = {"filter": flt} if flt else {}
+    rankings = [tools.first_stage.search(Query(f"{task['node_id']}-{i}", q, meta))
+                for i, q in enumerate(queries)]
+    question = Query(task["node_id"], task["question"], meta)
+    candidates = pool(rankings, question, config.pool_k)
+    if tools.reranker is not None and len(candidates) > 1:
+        candidates = tools.reranker.transform(question, candidates)
+    hits = candidates.top(config.read_k)
+    docs = tools.store.get([h.doc_id for h in hits if h.doc is None], missing="skip")
+    passages: list[dict[str, Any]] = []
+    for n, hit in enumerate(hits, start=1):
+        doc = hit.doc or docs.get(hit.doc_id)
+        if doc is None:
+            continue
+        published = doc.published_at.isoformat() if doc.published_at else None
+        passages.append({"n": n, "doc_id": doc.id, "title": doc.title or doc.id,
+                         "text": best_window(doc.text, task["question"], config.passage_chars),
+                         "published_at": published})
+    if passages:
+        reply = llm.complete(answer_prompt(task["question"], passages, task["parents"]),
+                             max_tokens=config.answer_tokens)
+        tokens += reply.prompt_tokens + reply.completion_tokens
+        answer = keep_citations(reply.text.strip(), {int(p["n"]) for p in passages})
+    else:
+        answer = "The documents do not say."
+    return {"node_id": task["node_id"], "question": task["question"], "answer": answer,
+            "passages": passages, "queries": queries, "searches": len(rankings),
+            "tokens": tokens, "seconds": round(time.perf_counter() - started, 3)}
