@@ -22,7 +22,7 @@ lint: $(STAMP)
 # mypy cannot see through setuptools' editable finder; a symlink named `pursuit` can.
 typecheck: $(STAMP)
 	mkdir -p build/mypy && ln -sfn "$(CURDIR)" build/mypy/pursuit
-	MYPYPATH=build/mypy $(BIN)/mypy -p pursuit.indexes -p pursuit.retrievers -p pursuit.rerankers
+	MYPYPATH=build/mypy $(BIN)/mypy -p pursuit.indexes -p pursuit.retrievers -p pursuit.rerankers -p pursuit.agent
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
