@@ -5,7 +5,8 @@ document one global number (first citation first) and rewrites the sub-answers w
 After the model writes the answer, :func:`checked_answer` keeps only citations that point
 at a known source whose document still exists in the store, renumbers them 1..m in order
 of appearance, and marks each sentence as sourced or not, so a sentence without support is
-never shown as if it had a source.
+never shown as if it had a source. A sentence the model left uncited gets a citation only
+when one passage visibly restates it (:func:`attribute`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import Stemmer
+
 from pursuit.indexes.docstore import DocStore
 
-__all__ = ["checked_answer", "cited_numbers", "keep_citations", "renumber", "split_sentences"]
+__all__ = ["attribute", "attribute_uncited", "checked_answer", "cited_numbers", "content_words",
+           "keep_citations", "renumber", "split_sentences"]
 
 _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _CITE_SPACED = re.compile(r"(\s*)\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -37,6 +41,54 @@ def keep_citations(text: str, valid: set[int]) -> str:
     """``text`` without citations to numbers outside ``valid`` (an emptied bracket vanishes
     with the space before it)."""
     return _rewrite(text, {n: n for n in valid})
+
+
+#: Words too common to count as support.
+_STOP = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "in", "is", "it", "its", "of", "on", "or", "that", "the", "their", "them", "there", "these", "this", "to", "was", "were", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "not", "but", "also", "than", "then", "they", "into", "about", "more", "most"])
+_WORD = re.compile(r"\w+")
+
+
+_STEMMER = Stemmer.Stemmer("english")
+
+
+def content_words(text: str) -> set[str]:
+    """Stems of the lower-cased words of three or more characters that are not stop words."""
+    words = [w for w in _WORD.findall(text.casefold()) if len(w) > 2 and w not in _STOP]
+    return set(_STEMMER.stemWords(words))
+
+
+def attribute(sentence: str, passages: Sequence[Mapping[str, Any]], *,
+              min_overlap: float = 0.6, min_words: int = 3) -> int | None:
+    """The passage number that lexically supports an uncited ``sentence``, if one does.
+
+    Support means at least ``min_words`` of the sentence's content words, and at least
+    ``min_overlap`` of them, occur in the passage (title included). Small models often
+    answer from a passage without writing ``[n]``; this credits the passage only when the
+    sentence visibly restates it, and leaves every other sentence unsourced.
+    """
+    words = content_words(sentence)
+    if len(words) < min_words:
+        return None
+    best, best_share = None, 0.0
+    for p in passages:
+        found = words & content_words(f"{p.get('title', '')} {p['text']}")
+        share = len(found) / len(words)
+        if len(found) >= min_words and share >= min_overlap and share > best_share:
+            best, best_share = int(p["n"]), share
+    return best
+
+
+def attribute_uncited(text: str, passages: Sequence[Mapping[str, Any]]) -> str:
+    """``text`` with ``[n]`` added to each uncited sentence a passage supports (:func:`attribute`)."""
+    out = []
+    for sentence in split_sentences(text):
+        if not cited_numbers(sentence):
+            n = attribute(sentence, passages)
+            if n is not None:
+                end = len(sentence.rstrip(".!?"))
+                sentence = f"{sentence[:end]} [{n}]{sentence[end:]}"
+        out.append(sentence)
+    return " ".join(out)
 
 
 def _rewrite(text: str, mapping: Mapping[int, int]) -> str:
@@ -75,7 +127,8 @@ def renumber(answers: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of an answer; a citation right after a full stop stays with its sentence."""
-    text = re.sub(r"([.!?])\s*((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)", r"\2\1 ", text)
+    text = re.sub(r"([.!?])\s*((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)",
+                  lambda m: f" {m.group(2).strip()}{m.group(1)} ", text)
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
@@ -94,7 +147,7 @@ def checked_answer(text: str, sources: Sequence[Mapping[str, Any]],
     if store is not None and known:
         present = store.get([s["doc_id"] for s in known.values()], missing="skip")
         known = {n: s for n, s in known.items() if s["doc_id"] in present}
-    text = keep_citations(text, set(known))
+    text = attribute_uncited(keep_citations(text, set(known)), list(known.values()))
     order = {old: new for new, old in enumerate(cited_numbers(text), start=1)}
     text = _rewrite(text, order)
     citations = [{**known[old], "n": new} for old, new in order.items()]

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pursuit.agent.citations import keep_citations
+from pursuit.agent.citations import attribute_uncited, keep_citations
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.llm import LLMClient
 from pursuit.agent.prompts import answer_prompt, rewrite_prompt
@@ -171,6 +171,7 @@ def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
                              max_tokens=config.answer_tokens)
         tokens += reply.prompt_tokens + reply.completion_tokens
         answer = keep_citations(reply.text.strip(), {int(p["n"]) for p in passages})
+        answer = attribute_uncited(answer, passages)
     else:
         answer = "The documents do not say."
     return {"node_id": task["node_id"], "question": task["question"], "answer": answer,

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import threading
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -141,8 +140,6 @@ def strict_ranking(query: Query, ids: Sequence[str], scores: Sequence[float] | n
 
 
 # Loaded models, shared by every reranker in the process: loading costs seconds.
-_LMS: dict[tuple[str, str, str], CausalLM] = {}
-_LMS_LOCK = threading.Lock()
 
 
 def cached_lm(model: str | None = None, *, dtype: str = "bfloat16",
@@ -154,11 +151,7 @@ def cached_lm(model: str | None = None, *, dtype: str = "bfloat16",
         dtype: ``"bfloat16"`` (default), ``"float32"`` or ``"float16"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
-    from pursuit.retrievers.llm import canonical_llm_id, load_causal_lm
+    from pursuit.retrievers.llm import shared_causal_lm
 
-    # A packaged name, its hub-id alias and ``None`` (the default) share one entry.
-    key = (canonical_llm_id(model), dtype, device)
-    with _LMS_LOCK:
-        if key not in _LMS:
-            _LMS[key] = load_causal_lm(model, dtype=dtype, device=device)
-        return _LMS[key]
+    # One copy per model in the process: the agent's chat model and the rerankers share it.
+    return shared_causal_lm(model, dtype=dtype, device=device)

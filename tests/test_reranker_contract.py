@@ -175,15 +175,17 @@ def test_cached_lm_loads_each_model_once(monkeypatch: pytest.MonkeyPatch) -> Non
     calls: list[tuple[str | None, str]] = []
 
     def fake_load(model: str | None = None, *, dtype: str = "bfloat16",
-                  device: str = "auto") -> str:
+                  device: str = "auto", **_: object) -> str:
         calls.append((model, dtype))
         return f"lm{len(calls)}"
 
     monkeypatch.setattr(llm, "load_causal_lm", fake_load)
-    monkeypatch.setattr(base, "_LMS", {})
+    monkeypatch.setattr(llm, "_SHARED", {})
     # The default, its packaged name and its upstream hub id are one model.
     first = base.cached_lm(None)
     assert base.cached_lm("qwen2.5-coder-0.5b") is first
     assert base.cached_lm("Qwen/Qwen2.5-Coder-0.5B-Instruct") is first
     assert base.cached_lm(None, dtype="float32") == "lm2"
     assert calls == [(None, "bfloat16"), (None, "float32")]
+    # The agent's chat model is the same copy as the rerankers'.
+    assert llm.shared_causal_lm("qwen2.5-coder-0.5b") is first

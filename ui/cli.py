@@ -1,4 +1,4 @@
-"""The ``pursuit`` command line: index, add, delete, search, eval, compare, demo.
+"""The ``pursuit`` command line: index, add, delete, search, ask, eval, compare, demo.
 
 Every command prints readable output by default and one JSON document with ``--json``;
 failures print what is wrong and what to do, and exit with status 1.
@@ -121,6 +121,37 @@ def search(
         _emit(_ranking_json(ranking))
     else:
         _print_ranking(ranking)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    index_dir: Annotated[Path, typer.Option("--index", "-i", help="Index directory.")],
+    clarify: Annotated[bool, typer.Option("--clarify/--no-clarify", help="Ask back when the question is ambiguous (--no-clarify for unattended runs).")] = True,
+    as_of: Annotated[str | None, typer.Option(help="Answer as of this ISO date: no document published on or after it is used.")] = None,
+    llm: Annotated[str | None, typer.Option(help="In-process chat model: packaged name, hub id or path.")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")] = None,
+    rerank: Annotated[str, typer.Option(help="Reranker of each sub-question's candidates ('none' to skip).")] = "icr",
+    retrieval: Annotated[str | None, typer.Option(help="First-stage pipeline (default: hybrid bm25 + dense).")] = None,
+    max_nodes: Annotated[int, typer.Option(help="Most sub-questions in the plan.")] = 6,
+    max_rounds: Annotated[int, typer.Option(help="Planning rounds.")] = 2,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question with cited sources: plan, search in parallel, ask back, synthesise."""
+    from pursuit.agent.config import AgentConfig
+    from pursuit.ui.ask import print_answer, run_ask
+
+    settings = _settings(llm=llm, llm_url=llm_url)
+    config = AgentConfig(clarify=clarify, as_of=as_of, retrieval=retrieval,
+                         rerank=None if rerank.lower() == "none" else rerank,
+                         max_nodes=max_nodes, max_rounds=max_rounds)
+    doc = run_ask(question, index_dir=index_dir, settings=settings, config=config,
+                  thread_id=thread, console=console)
+    if as_json:
+        _emit(doc)
+    else:
+        print_answer(doc, Console())
 
 
 @app.command(name="eval")

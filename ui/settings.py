@@ -30,6 +30,7 @@ class Settings:
         llm_url: Base URL of an OpenAI-compatible server (``http://127.0.0.1:8080/v1``); when
             set, the agent plans and answers through it instead of an in-process model.
         llm_api_key: Bearer key for ``llm_url`` (empty: none).
+        llm_served: The model name the server at ``llm_url`` serves.
         threads: SQLite file where conversation threads are kept (empty: under cache_dir).
     """
 
@@ -42,6 +43,7 @@ class Settings:
     llm: str = "qwen2.5-coder-1.5b"
     llm_url: str = ""
     llm_api_key: str = ""
+    llm_served: str = "default"
     threads: str = ""
 
     @property
