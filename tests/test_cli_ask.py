@@ -1,0 +1,76 @@
+"""``pursuit ask`` end to end: a real index on disk, the model behind a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from chat_server import chat_server
+from test_cli import run
+
+from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
+
+
+def reply(messages: Sequence[dict[str, str]]) -> str:
+    kind = messages[0]["content"]
+    if kind == PLANNER:
+        return json.dumps({"nodes": [{"id": "n1", "question": "What makes the tide?"}]})
+    if kind == REWRITER:
+        return '{"queries": ["moon ocean tide"]}'
+    if kind == ANSWERER:
+        return "The moon pulls the ocean [1]."
+    if kind == REVIEWER:
+        return '{"finish": true}'
+    if kind == SYNTHESISER:
+        return "The tide comes from the moon pulling the ocean [1]. Nobody knows why."
+    raise AssertionError(kind)
+
+
+@pytest.fixture
+def notes_index(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "tides.md").write_text("# Tides\nThe moon pulls the ocean and makes the tide.\n")
+    (folder / "lava.txt").write_text("Lava flows from a volcano during an eruption.\n")
+    code, _, err = run(["index", str(folder), "--out", str(tmp_path / "idx"), "--no-dense"],
+                       capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    return tmp_path / "idx"
+
+
+def test_ask_json_gives_cited_answer(notes_index: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with chat_server(reply) as (url, seen):
+        code, out, err = run(["ask", "Why is there a tide?", "--index", str(notes_index),
+                              "--llm-url", url, "--no-clarify", "--rerank", "none", "--json",
+                              "--thread", "t-1"], capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["answer"] == "The tide comes from the moon pulling the ocean [1]. Nobody knows why."
+    assert [c["doc_id"] for c in doc["citations"]] == ["tides.md"]
+    assert doc["sentences"][1] == {"text": "Nobody knows why.", "citations": []}
+    assert doc["unsupported_sentences"] == 1
+    assert doc["plan"] == [{"id": "n1", "question": "What makes the tide?", "depends_on": [],
+                            "round": 1}]
+    assert doc["thread_id"] == "t-1"
+    assert set(doc["timings"]) >= {"plan", "search", "synthesize"}
+    assert [body["model"] for body in seen] == ["default"] * len(seen)
+    assert "plan n1: What makes the tide?" in err  # the plan shows as it grows
+    # The thread was kept on disk under the cache dir.
+    assert (tmp_path / "cache" / "threads.sqlite").is_file()
+
+
+def test_ask_with_the_server_down_says_so(notes_index: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with chat_server(reply) as (url, _):
+        pass  # the port is closed again
+    code, out, err = run(["ask", "Why is there a tide?", "--index", str(notes_index),
+                          "--llm-url", url, "--no-clarify", "--rerank", "none"],
+                         capsys, monkeypatch, tmp_path)
+    assert code == 1 and out == ""
+    assert "error:" in err and url in err
