@@ -137,8 +137,9 @@ class Nodes:
         _emit({"type": "node", "node_id": task["node_id"], "status": "searching"})
         answer = search_subquestion(task, llm=self.llm, tools=self.tools, config=self.config,
                                     as_of=task.get("as_of"))
+        _emit({"type": "sources", "node_id": task["node_id"], "passages": answer["passages"]})
         _emit({"type": "node", "node_id": task["node_id"], "status": "done",
-               "passages": answer["passages"]})
+               "answer": answer["answer"], "searches": answer["searches"]})
         return {"answers": {task["node_id"]: answer}, "tokens": answer["tokens"],
                 "timings": {"search": answer["seconds"]}}
 

@@ -5,6 +5,7 @@
     {"type": "status", "phase"}                      a phase began (clarify, plan, review, ...)
     {"type": "plan", "plan"}                         the sub-question graph, each time it grows
     {"type": "node", "node_id", "status", ...}       a sub-question started / finished
+    {"type": "sources", "node_id", "passages"}       the passages a sub-question read
     {"type": "token", "text"}                        a piece of the final answer
     {"type": "clarify", "question", "options"}       the run paused for the user
     {"type": "answer", "answer", "plan", "timings", "tokens", "clarifications"}

@@ -56,8 +56,8 @@ def _show(event: dict[str, Any], console: Console, plan: dict[str, Any]) -> None
                               + Text(deps, style="dim"), highlight=False)
         plan.update(event["plan"])
     elif kind == "node":
-        n = len(event.get("passages") or [])
-        extra = f" ({n} passages)" if event["status"] == "done" else ""
+        n = event.get("searches", 0)
+        extra = f" ({n} searches)" if event["status"] == "done" else ""
         console.print(Text(f"  {_MARK.get(event['status'], '?')} {event['node_id']} "
                            f"{event['status']}{extra}", style="dim"), highlight=False)
     elif kind == "status":
