@@ -1,0 +1,188 @@
+"""InteractComp dev (70 tasks): does asking the user help a model find the entity meant?
+
+Three modes, each task played by :func:`pursuit.agent.evalrun.interact` (one strict JSON
+action a turn, validated with :func:`pursuit.agent.structured.structured`):
+
+* ``answer-only``: the model may only answer;
+* ``ask``: it may ask up to ``--max-questions`` yes/no questions to a
+  :class:`~pursuit.agent.simulator.SimulatedUser` that sees the task's hidden context,
+  then answers;
+* ``full``: as ``ask``, plus up to ``--max-searches`` searches over a pursuit index
+  (``--index DIR``). There is no web corpus offline, so without ``--index`` full mode is
+  recorded as skipped, with that reason.
+
+Answers are graded by normalised exact match, then by a separate judge call
+(:func:`pursuit.agent.simulator.grade_answer`; ``--judge``, default the same model).
+Reported per mode: accuracy (judge), exact-match accuracy, ask rate (share of tasks with
+at least one question), mean questions, mean searches, the simulated user's unparsed
+replies, invalid replies and refused actions, seconds and tokens.
+
+Task text never leaves memory: nothing printed or written holds a question, context or
+answer, only task ids, grades and counts. Tasks run in id order.
+
+Writes ``bench/results/interactcomp.json`` after every task and prints a table.
+
+Run (the lead schedules real runs; nice, the machine is shared):
+    nice .venv/bin/python bench/interactcomp.py
+    nice .venv/bin/python bench/interactcomp.py --modes ask --max-questions 5 \\
+        --judge-url http://127.0.0.1:8080/v1 --judge default
+    nice .venv/bin/python bench/interactcomp.py --modes full --index DIR
+Smoke run (two tasks, the 0.5B):
+    nice .venv/bin/python bench/interactcomp.py --limit 2 --llm qwen2.5-coder-0.5b \\
+        --out bench/results/interactcomp-smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pursuit.agent.benchdata import InteractTask, load_interactcomp
+from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
+from pursuit.agent.evalrun import Searcher, grade, index_searcher, interact
+from pursuit.agent.llm import LLMClient, LLMError
+from pursuit.agent.simulator import SimulatedUser
+from pursuit.indexes.collection import SearchIndex
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "interactcomp"
+MODES = ("answer-only", "ask", "full")
+NO_INDEX = ("skipped: no web corpus is reachable offline; pass --index DIR with a pursuit "
+            "index to search")
+
+
+def model(name: str | None, url: str | None, cache: dict[tuple[Any, Any], LLMClient]) -> LLMClient:
+    """One client per distinct (model, url), so the same model is loaded once."""
+    key = (name, url)
+    if key not in cache:
+        cache[key] = load_llm(name, base_url=url)
+    return cache[key]
+
+
+def redact(text: str, task: InteractTask) -> str:
+    """``text`` (an error message, which may echo a request) without any task text: each
+    field and each of its sentences or lines of 12+ characters becomes ``[task text]``."""
+    pieces = {task.question, task.answer, task.context}
+    for field in list(pieces):
+        pieces.update(p.strip() for p in re.split(r"(?<=[.!?])\s+|\n+", field))
+    for piece in sorted((p for p in pieces if len(p) >= 12 or p == task.answer), key=len,
+                        reverse=True):
+        if piece:
+            text = text.replace(piece, "[task text]")
+    return text
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over one mode's graded tasks (tasks that hit a model error are counted apart)."""
+    ok = [r for r in rows if "error" not in r]
+    n = len(ok)
+
+    def avg(key: str) -> float | None:
+        return math.fsum(float(r[key]) for r in ok) / n if n else None
+
+    return {"tasks": len(rows), "errors": len(rows) - n, "accuracy": avg("correct"),
+            "exact_accuracy": avg("exact"),
+            "ask_rate": math.fsum(r["questions"] > 0 for r in ok) / n if n else None,
+            "mean_questions": avg("questions"), "mean_searches": avg("searches"),
+            "user_unparsed": sum(r["unparsed"] for r in ok),
+            "invalid_replies": sum(r["invalid"] for r in ok),
+            "refused_actions": sum(r["refused"] for r in ok),
+            "seconds_mean": avg("seconds"), "tokens_mean": avg("tokens")}
+
+
+def show(console: Console, result: dict[str, Any]) -> None:
+    """Print one row per mode."""
+    table = Table(title=f"InteractComp dev ({result['llm']}, judge {result['judge']})")
+    cols = ("mode", "tasks", "accuracy", "exact", "ask rate", "questions", "searches",
+            "user unparsed", "invalid", "refused", "s/task")
+    for col in cols:
+        table.add_column(col)
+    for mode, s in result["modes"].items():
+        if "skipped" in s:
+            table.add_row(mode, "-", s["skipped"], *[""] * (len(cols) - 3))
+            continue
+
+        def f(key: str, digits: int = 3, s: dict[str, Any] = s) -> str:
+            return "-" if s[key] is None else f"{s[key]:.{digits}f}"
+        table.add_row(mode, f"{s['tasks']} ({s['errors']} err)", f("accuracy"),
+                      f("exact_accuracy"), f("ask_rate"), f("mean_questions", 2),
+                      f("mean_searches", 2), str(s["user_unparsed"]), str(s["invalid_replies"]),
+                      str(s["refused_actions"]), f("seconds_mean", 1))
+    console.print(table)
+
+
+def main() -> None:
+    """Run the benchmark; print and save its numbers (ids and grades only)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES))
+    ap.add_argument("--max-questions", type=int, default=5)
+    ap.add_argument("--max-searches", type=int, default=5)
+    ap.add_argument("--llm", default=None, help=f"model under test (default {DEFAULT_PLANNER})")
+    ap.add_argument("--llm-url", default=None)
+    ap.add_argument("--user-llm", default=None, help="simulated user's model (default --llm)")
+    ap.add_argument("--user-llm-url", default=None)
+    ap.add_argument("--judge", default=None, help="judge model (default --llm)")
+    ap.add_argument("--judge-url", default=None)
+    ap.add_argument("--index", type=Path, default=None, help="pursuit index for full mode")
+    ap.add_argument("--limit", type=int, default=None, help="first N tasks by id")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "interactcomp.json")
+    args = ap.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        ap.error(f"unknown mode {unknown[0]!r}; use {', '.join(MODES)}")
+    console = Console()
+
+    started = time.perf_counter()
+    tasks = sorted(load_interactcomp(args.data), key=lambda t: int(t.id))[: args.limit]
+    cache: dict[tuple[Any, Any], LLMClient] = {}
+    llm = model(args.llm, args.llm_url, cache)
+    user_llm = model(args.user_llm or args.llm, args.user_llm_url or args.llm_url, cache)
+    judge = model(args.judge or args.llm, args.judge_url or args.llm_url, cache)
+    search: Searcher | None = None
+    if "full" in modes and args.index is not None:
+        search = index_searcher(SearchIndex.open(args.index))
+    result: dict[str, Any] = {
+        "llm": llm.name, "user_llm": user_llm.name, "judge": judge.name,
+        "max_questions": args.max_questions, "max_searches": args.max_searches,
+        "index": str(args.index) if args.index else None, "modes": {}, "tasks": {}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for mode in modes:
+        if mode == "full" and search is None:
+            result["modes"][mode] = {"skipped": NO_INDEX}
+            continue
+        rows: list[dict[str, Any]] = result["tasks"].setdefault(mode, [])
+        for i, task in enumerate(tasks, start=1):
+            row: dict[str, Any] = {"id": task.id}
+            simulated = SimulatedUser(user_llm, task.context) if mode != "answer-only" else None
+            try:
+                run = interact(llm, task.question, simulated=simulated,
+                               search=search if mode == "full" else None,
+                               max_questions=args.max_questions,
+                               max_searches=args.max_searches)
+                row.update(run.to_dict())
+                row["unparsed"] = simulated.unparsed if simulated else 0
+                row.update(grade(judge, task.question, task.answer, run.answer))
+            except LLMError as exc:
+                row["error"] = redact(str(exc), task)[:300]
+            rows.append(row)
+            result["modes"][mode] = summarise(rows)
+            args.out.write_text(json.dumps(result, indent=2))
+            status = row.get("error") or (f"correct={row['correct']} exact={row['exact']} "
+                                          f"questions={row['questions']} stop={row['stop']}")
+            console.print(f"{mode} [{i}/{len(tasks)}] task {task.id}: {status}", highlight=False)
+    show(console, result)
+    console.print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
