@@ -29,6 +29,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Builds the demo index if missing, loads the packaged models (with progress), then serves
+# the web chat at http://127.0.0.1:8000 (PURSUIT_HOST / PURSUIT_PORT change it) until Ctrl-C.
+# `pursuit demo --compare` is the terminal demo (sample searches, a comparison of pipelines).
 demo: $(STAMP)
 	$(BIN)/pursuit demo
 

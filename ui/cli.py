@@ -1,4 +1,4 @@
-"""The ``pursuit`` command line: index, add, delete, search, ask, eval, compare, demo.
+"""The ``pursuit`` command line: index, add, delete, search, ask, eval, compare, serve, demo.
 
 Every command prints readable output by default and one JSON document with ``--json``;
 failures print what is wrong and what to do, and exit with status 1.
@@ -207,14 +207,48 @@ def compare(
         Console().print(comparison.to_table())
 
 
+HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1: "
+                                                  "this machine only).")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to listen on (default 8000).")]
+
+
+@app.command()
+def serve(
+    index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Index to answer from (default: the demo index).")] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API request (also PURSUIT_TOKEN).")] = None,
+    max_runs: Annotated[int | None, typer.Option(help="Questions worked on at once; more get 429.")] = None,
+    llm: Annotated[str | None, typer.Option(help="In-process chat model: packaged name, hub id or path.")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")] = None,
+    cors_origins: Annotated[str | None, typer.Option(help="Comma-separated origins allowed to call the API (default: none).")] = None,
+) -> None:
+    """Serve the web chat: the page and its API at http://HOST:PORT/ (models load first)."""
+    from pursuit.ui.serving import run_server
+
+    settings = _settings(index=str(index_dir) if index_dir else None, host=host, port=port,
+                         token=token, max_runs=max_runs, llm=llm, llm_url=llm_url,
+                         cors_origins=cors_origins)
+    run_server(settings, console=console)
+
+
 @app.command()
 def demo(
     index_dir: Annotated[Path | None, typer.Option("--index", help="Demo index directory.")] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Instead of the chat: sample searches and a comparison of pipelines on written questions.")] = False,
 ) -> None:
-    """Build the demo index of Python's own documentation if missing, then search and evaluate it."""
-    from pursuit.ui.demo import run_demo
+    """Build the demo index of Python's own documentation if missing, then serve the chat on it."""
+    settings = _settings(demo_index=index_dir, host=host, port=port)
+    if compare:
+        from pursuit.ui.demo import run_demo
 
-    run_demo(_settings(demo_index=index_dir), console=console, out=Console())
+        run_demo(settings, console=console, out=Console())
+        return
+    from pursuit.ui.serving import run_server
+
+    run_server(settings, console=console, demo=True)
 
 
 # Helpers ---------------------------------------------------------------------------

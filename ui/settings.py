@@ -32,6 +32,14 @@ class Settings:
         llm_api_key: Bearer key for ``llm_url`` (empty: none).
         llm_served: The model name the server at ``llm_url`` serves.
         threads: SQLite file where conversation threads are kept (empty: under cache_dir).
+            The web chat keeps its conversations in ``chat.sqlite`` beside it.
+        index: The index ``pursuit serve`` answers from (empty: ``demo_index``).
+        token: Bearer token every ``/api/*`` request of the web chat must send (empty: none).
+        max_request_bytes: Largest request body the web chat accepts (larger: 413).
+        max_runs: Agent runs the web chat works on at once (more: 429).
+        cors_origins: Comma-separated origins allowed to call the API from other pages
+            (empty: CORS off, so only the page the server itself serves can).
+        heartbeat_s: Seconds a chat stream may stay quiet before a ``heartbeat`` event.
     """
 
     cache_dir: Path = Path.home() / ".cache" / "pursuit"
@@ -45,11 +53,32 @@ class Settings:
     llm_api_key: str = ""
     llm_served: str = "default"
     threads: str = ""
+    index: str = ""
+    token: str = ""
+    max_request_bytes: int = 65_536
+    max_runs: int = 4
+    cors_origins: str = ""
+    heartbeat_s: float = 3.0
 
     @property
     def threads_path(self) -> Path:
         """Where threads are kept: ``threads`` or ``cache_dir/threads.sqlite``."""
         return Path(self.threads).expanduser() if self.threads else self.cache_dir / "threads.sqlite"
+
+    @property
+    def index_path(self) -> Path:
+        """The index the web chat serves: ``index`` or ``demo_index``."""
+        return Path(self.index).expanduser() if self.index else self.demo_index
+
+    @property
+    def chat_path(self) -> Path:
+        """The web chat's conversations: ``chat.sqlite`` beside the threads file."""
+        return self.threads_path.with_name("chat.sqlite")
+
+    @property
+    def cors_list(self) -> list[str]:
+        """``cors_origins`` as a list (empty: CORS off)."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with the non-``None`` entries of ``values`` applied (typed by field)."""
