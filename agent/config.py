@@ -47,7 +47,7 @@ class AgentConfig:
     max_nodes: int = 6
     max_parallel: int = 3
     max_tokens: int = 40_000
-    max_clarifications: int = 2
+    max_clarifications: int = 1
     clarify: bool = True
     queries_per_node: int = 2
     retrieval: str | None = None
