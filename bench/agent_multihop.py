@@ -28,9 +28,10 @@ Run (the lead schedules real runs; nice, the machine is shared):
     nice .venv/bin/python bench/agent_multihop.py --per-type 5
     nice .venv/bin/python bench/agent_multihop.py --per-type 5 --rerank none
     nice .venv/bin/python bench/agent_multihop.py --llm-url http://127.0.0.1:8080/v1 --llm default
-Smoke run (two questions, the 0.5B, no reranker):
+Smoke run (two questions, the 0.5B with ICR; about 20 min on a busy 2-core machine, the
+first run also builds the index and runs hybrid over all 852 queries, about 100 s):
     nice .venv/bin/python bench/agent_multihop.py --per-type 1 --limit 2 \\
-        --llm qwen2.5-coder-0.5b --rerank none --out bench/results/agent_multihop-smoke.json
+        --llm qwen2.5-coder-0.5b --out bench/results/agent_multihop-smoke.json
 """
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ Reported per mode: accuracy (judge), exact-match accuracy, ask rate (share of ta
 at least one question), mean questions, mean searches, the simulated user's unparsed
 replies, invalid replies and refused actions, seconds and tokens.
 
+The judge is checked on every task with a control: the gold answer of the next task (a
+different entity) graded as the prediction must be judged incorrect. The share it accepts
+(``judge_false_accept``) says how far to trust the judged accuracy; the packaged 0.5B
+accepted every control in the smoke run, so use a stronger judge (``--judge-url``) or
+read ``exact_accuracy`` for the small models.
+
 Task text never leaves memory: nothing printed or written holds a question, context or
 answer, only task ids, grades and counts. Tasks run in id order.
 
@@ -27,7 +33,7 @@ Run (the lead schedules real runs; nice, the machine is shared):
     nice .venv/bin/python bench/interactcomp.py --modes ask --max-questions 5 \\
         --judge-url http://127.0.0.1:8080/v1 --judge default
     nice .venv/bin/python bench/interactcomp.py --modes full --index DIR
-Smoke run (two tasks, the 0.5B):
+Smoke run (two tasks, the 0.5B; about 22 min on a busy 2-core machine, ask mode dominates):
     nice .venv/bin/python bench/interactcomp.py --limit 2 --llm qwen2.5-coder-0.5b \\
         --out bench/results/interactcomp-smoke.json
 """
@@ -49,7 +55,7 @@ from pursuit.agent.benchdata import InteractTask, load_interactcomp
 from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
 from pursuit.agent.evalrun import Searcher, grade, index_searcher, interact
 from pursuit.agent.llm import LLMClient, LLMError
-from pursuit.agent.simulator import SimulatedUser
+from pursuit.agent.simulator import SimulatedUser, exact_match, grade_answer
 from pursuit.indexes.collection import SearchIndex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,28 +101,46 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "user_unparsed": sum(r["unparsed"] for r in ok),
             "invalid_replies": sum(r["invalid"] for r in ok),
             "refused_actions": sum(r["refused"] for r in ok),
+            "judge_false_accept": mean_of([r.get("judge_control_accepted") for r in ok]),
             "seconds_mean": avg("seconds"), "tokens_mean": avg("tokens")}
 
 
-def show(console: Console, result: dict[str, Any]) -> None:
-    """Print one row per mode."""
-    table = Table(title=f"InteractComp dev ({result['llm']}, judge {result['judge']})")
-    cols = ("mode", "tasks", "accuracy", "exact", "ask rate", "questions", "searches",
-            "user unparsed", "invalid", "refused", "s/task")
-    for col in cols:
-        table.add_column(col)
-    for mode, s in result["modes"].items():
-        if "skipped" in s:
-            table.add_row(mode, "-", s["skipped"], *[""] * (len(cols) - 3))
-            continue
+def mean_of(flags: list[bool | None]) -> float | None:
+    """The share of ``True`` among the flags that are set (``None``: none set)."""
+    kept = [f for f in flags if f is not None]
+    return sum(kept) / len(kept) if kept else None
 
-        def f(key: str, digits: int = 3, s: dict[str, Any] = s) -> str:
-            return "-" if s[key] is None else f"{s[key]:.{digits}f}"
-        table.add_row(mode, f"{s['tasks']} ({s['errors']} err)", f("accuracy"),
-                      f("exact_accuracy"), f("ask_rate"), f("mean_questions", 2),
-                      f("mean_searches", 2), str(s["user_unparsed"]), str(s["invalid_replies"]),
-                      str(s["refused_actions"]), f("seconds_mean", 1))
+
+def control_answer(tasks: list[InteractTask], i: int) -> str | None:
+    """A known-wrong answer for task ``i``: the next task's gold, unless it matches."""
+    other = tasks[(i + 1) % len(tasks)]
+    if other.id == tasks[i].id or exact_match(other.answer, tasks[i].answer):
+        return None
+    return other.answer
+
+
+ROWS = (("tasks", "tasks", 0), ("model errors", "errors", 0), ("accuracy (judge)", "accuracy", 3),
+        ("accuracy (exact match)", "exact_accuracy", 3), ("ask rate", "ask_rate", 3),
+        ("questions / task", "mean_questions", 2), ("searches / task", "mean_searches", 2),
+        ("user replies unparsed", "user_unparsed", 0), ("invalid replies", "invalid_replies", 0),
+        ("refused actions", "refused_actions", 0), ("judge false accepts", "judge_false_accept", 3),
+        ("seconds / task", "seconds_mean", 1), ("tokens / task", "tokens_mean", 0))
+
+
+def show(console: Console, result: dict[str, Any]) -> None:
+    """Print one column per mode that ran (skipped modes below the table)."""
+    ran = {m: s for m, s in result["modes"].items() if "skipped" not in s}
+    table = Table(title=f"InteractComp dev ({result['llm']}, judge {result['judge']})")
+    table.add_column("measure")
+    for mode in ran:
+        table.add_column(mode, justify="right")
+    for label, key, digits in ROWS:
+        table.add_row(label, *["-" if s[key] is None else f"{s[key]:.{digits}f}"
+                               for s in ran.values()])
     console.print(table)
+    for mode, s in result["modes"].items():
+        if mode not in ran:
+            console.print(f"{mode}: {s['skipped']}", highlight=False)
 
 
 def main() -> None:
@@ -156,6 +180,7 @@ def main() -> None:
         "max_questions": args.max_questions, "max_searches": args.max_searches,
         "index": str(args.index) if args.index else None, "modes": {}, "tasks": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    controls: dict[str, bool | None] = {}  # judge verdict on a known-wrong answer, per task
     for mode in modes:
         if mode == "full" and search is None:
             result["modes"][mode] = {"skipped": NO_INDEX}
@@ -172,6 +197,11 @@ def main() -> None:
                 row.update(run.to_dict())
                 row["unparsed"] = simulated.unparsed if simulated else 0
                 row.update(grade(judge, task.question, task.answer, run.answer))
+                if task.id not in controls:
+                    wrong = control_answer(tasks, i - 1)
+                    controls[task.id] = None if wrong is None else grade_answer(
+                        judge, task.question, task.answer, wrong)
+                row["judge_control_accepted"] = controls[task.id]
             except LLMError as exc:
                 row["error"] = redact(str(exc), task)[:300]
             rows.append(row)

@@ -259,11 +259,19 @@ def test_interactcomp_bench_summary_and_redaction() -> None:
     assert mod.redact("server said: Which club plays in red? / It plays in red. / Arsenal!",
                       task) == "server said: [task text] / [task text] / [task text]!"
     rows = [{"correct": True, "exact": False, "questions": 2, "searches": 0, "unparsed": 1,
-             "invalid": 0, "refused": 1, "seconds": 2.0, "tokens": 10},
+             "invalid": 0, "refused": 1, "seconds": 2.0, "tokens": 10,
+             "judge_control_accepted": True},
             {"correct": False, "exact": False, "questions": 0, "searches": 1, "unparsed": 0,
-             "invalid": 1, "refused": 0, "seconds": 4.0, "tokens": 30},
+             "invalid": 1, "refused": 0, "seconds": 4.0, "tokens": 30,
+             "judge_control_accepted": None},
             {"error": "LLMError"}]
     assert mod.summarise(rows) == {
         "tasks": 3, "errors": 1, "accuracy": 0.5, "exact_accuracy": 0.0, "ask_rate": 0.5,
         "mean_questions": 1.0, "mean_searches": 0.5, "user_unparsed": 1, "invalid_replies": 1,
-        "refused_actions": 1, "seconds_mean": 3.0, "tokens_mean": 20.0}
+        "refused_actions": 1, "judge_false_accept": 1.0, "seconds_mean": 3.0,
+        "tokens_mean": 20.0}
+    other = InteractTask("10", "Sports", "Which club?", "The Arsenal", "")
+    third = InteractTask("13", "Sports", "Which car?", "Toyota", "")
+    assert [mod.control_answer([task, other, third], i) for i in range(3)] == [
+        None, "Toyota", "Arsenal"]  # the next task's gold, unless it names the same entity
+    assert mod.control_answer([task], 0) is None
