@@ -75,6 +75,10 @@ class Nodes:
     config: AgentConfig
     clarifier: Clarifier | None = None
 
+    def _as_of(self, state: AgentState) -> str | None:
+        """The run's "as of" date: the question's own, else the config's."""
+        return state.get("as_of") or self.config.as_of
+
     @_timed("clarify")
     def clarify(self, state: AgentState) -> dict[str, Any]:
         """Decide whether to ask back (C-IP) or go on to planning."""
@@ -82,7 +86,7 @@ class Nodes:
         if (not self.config.clarify or self.clarifier is None
                 or len(asked) >= self.config.max_clarifications):
             return {"pending": None}
-        decision = self.clarifier.decide(state["question"], list(asked), state.get("as_of"))
+        decision = self.clarifier.decide(state["question"], list(asked), self._as_of(state))
         return {"pending": decision}
 
     def ask(self, state: AgentState) -> dict[str, Any]:
@@ -103,7 +107,7 @@ class Nodes:
         """The first plan: a validated DAG of sub-questions (the question itself on failure)."""
         cfg = self.config
         messages = plan_prompt(state["question"], state.get("clarifications", []),
-                               state.get("as_of"), cfg.max_nodes)
+                               self._as_of(state), cfg.max_nodes)
         tokens = 0
         try:
             got = structured(self.llm, messages, PlanDraft, retries=2, max_tokens=400)
@@ -129,7 +133,7 @@ class Nodes:
             parents = [{k: answers[p][k] for k in ("node_id", "question", "answer")}
                        for p in node["depends_on"]]
             sends.append(Send("search", {"node_id": node_id, "question": node["question"],
-                                         "parents": parents, "as_of": state.get("as_of")}))
+                                         "parents": parents, "as_of": self._as_of(state)}))
         return sends
 
     def search(self, task: SearchTask) -> dict[str, Any]:
@@ -180,7 +184,7 @@ class Nodes:
             _emit({"type": "token", "text": text})
             return {"answer": checked_answer(text, [], None)}
         messages = synthesis_prompt(state["question"], notes, state.get("clarifications", []),
-                                    state.get("as_of"))
+                                    self._as_of(state))
         pieces = []
         for piece in self.llm.stream(messages, max_tokens=self.config.answer_tokens * 2):
             pieces.append(piece)

@@ -226,3 +226,15 @@ def test_thread_survives_a_restart_with_sqlite(index: SearchIndex, tmp_path: Pat
     out = fresh.invoke(Command(resume="film"), thread("restart"))
     assert out["clarifications"][0]["answer"] == "film"
     assert out["answer"]["text"] == "Frank Herbert wrote it [1]."
+
+
+def test_config_as_of_applies_when_the_question_has_none(index: SearchIndex) -> None:
+    plan = {"nodes": [{"id": "n1", "question": "Dune Messiah sequel published Frank Herbert",
+                       "depends_on": []}]}
+    llm = ScriptedLLM(default=Script(plan, {plan["nodes"][0]["question"]: "Unknown {Dune}."},
+                                     final="Unknown [1]."))
+    search_tools, _ = tools(index)
+    config = AgentConfig(rerank=None, clarify=False, as_of="2021-01-01")
+    out = build_graph(config, llm=llm, tools=search_tools).invoke(
+        {"question": "When was Dune Messiah published?"}, thread("cfg-asof"))
+    assert "sequel" not in {p["doc_id"] for p in out["answers"]["n1"]["passages"]}
