@@ -22,7 +22,7 @@ from langgraph.types import Send, interrupt
 from pursuit.agent.citations import checked_answer, renumber
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.llm import LLMClient
-from pursuit.agent.prompts import plan_prompt, review_prompt, synthesis_prompt
+from pursuit.agent.prompts import plan_prompt, review_prompt, strip_echo, synthesis_prompt
 from pursuit.agent.searcher import SearchTools, search_subquestion
 from pursuit.agent.state import (
     AgentState,
@@ -189,6 +189,6 @@ class Nodes:
         for piece in self.llm.stream(messages, max_tokens=self.config.answer_tokens * 2):
             pieces.append(piece)
             _emit({"type": "token", "text": piece})
-        text = "".join(pieces).strip()
+        text = strip_echo("".join(pieces))
         tokens = sum(len(n.split()) for n in notes) + len(text.split())  # streams give no counts
         return {"answer": checked_answer(text, sources, self.tools.store), "tokens": tokens}
