@@ -12,6 +12,7 @@ from typing import Any
 
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import IndexError_
+from pursuit.indexes.events import EVENTS_DIR, EventStore, open_event_store
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.retrievers.bm25 import BM25Retriever
@@ -34,9 +35,11 @@ def encoder_for(index: SearchIndex) -> Encoder:
 def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
                  filter: DocFilter | None = None,
                  fetch_docs: bool = False) -> dict[str, Callable[..., Stage]]:
-    """Stage constructors over ``index``: ``bm25`` and, when it has vectors, ``dense``.
+    """Stage constructors over ``index``: ``bm25``, ``dense``, and ``events`` when it has an
+    event store (``pursuit events build``).
 
-    The encoder is loaded on first use of ``dense`` and shared by every dense stage.
+    The encoder is loaded on first use of ``dense`` or ``events`` and shared by every such
+    stage; the event store is opened (and checked) on first use of ``events``.
 
     Example:
         >>> stages = index_stages(SearchIndex.open("demo-index"))  # doctest: +SKIP
@@ -63,4 +66,23 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
         stage.options = dict(kwargs)
         return stage
 
-    return {"bm25": bm25, "dense": dense}
+    stages: dict[str, Callable[..., Stage]] = {"bm25": bm25, "dense": dense}
+    if (index.path / EVENTS_DIR).is_dir():
+        opened: list[EventStore] = []
+
+        def events(**kwargs: Any) -> Stage:
+            from pursuit.retrievers.event_aware import EventAwareRetriever
+
+            if not opened:
+                opened.append(open_event_store(index))
+            if not loaded:
+                loaded.append(encoder_for(index))
+            assert index.vectors is not None  # open_event_store checked it
+            stage = EventAwareRetriever(index.vectors, loaded[0], index.store, opened[0],
+                                        filter=filter, index_name=name, fetch_docs=fetch_docs,
+                                        **kwargs)
+            stage.options = dict(kwargs)
+            return stage
+
+        stages["events"] = events
+    return stages

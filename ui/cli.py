@@ -251,6 +251,32 @@ def demo(
     run_server(settings, console=console, demo=True)
 
 
+events_app = typer.Typer(no_args_is_help=True, help="Event stores: news events beside an index.")
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("build")
+def events_build(
+    index_dir: Annotated[Path, typer.Option("--index", "-i", help="Index directory (with dense vectors).")],
+    window_days: Annotated[float, typer.Option(help="Longest time span of one event, in days.")] = 3.0,
+    threshold: Annotated[float, typer.Option(help="Lowest document-centroid cosine to join an event.")] = 0.6,
+    update: Annotated[bool, typer.Option("--update/--rebuild", help="Add only new documents to an existing store.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Group the index's dated documents into events (INDEX/events), for the 'events' stage."""
+    from pursuit.indexes.collection import SearchIndex
+    from pursuit.indexes.events import build_event_store
+
+    with SearchIndex.open(index_dir) as index:
+        store = build_event_store(index, window_days=window_days, threshold=threshold,
+                                  update=update)
+    summary = {"index": str(index_dir), "events": len(store), "documents": len(store.event_of),
+               "largest": max((len(e.members) for e in store.events()), default=0)}
+    _emit(summary) if as_json else console.print(
+        f"[green]Built[/] {summary['events']:,} events over {summary['documents']:,} dated "
+        f"documents in {index_dir / 'events'}")
+
+
 # Helpers ---------------------------------------------------------------------------
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
