@@ -233,3 +233,16 @@ def test_mentioned_dates_and_date_anchored_events(index):
     np.testing.assert_allclose(s.score(q, ["q2", "s2"]),
                                index.vectors.vectors_of(index.store.rows_of(["q2", "s2"]))
                                @ anchored.vector, rtol=1e-6)
+
+
+def test_fusion_batch_pads_events_and_marks_gold():
+    from pursuit.retrievers.fusion import fusion_batch
+
+    q = np.eye(3, dtype=np.float32)[:2]
+    b = fusion_batch(q, [np.eye(3)[:2], np.zeros((0, 3))], q, np.eye(3)[2:] * 2,
+                     [None, np.eye(3)[1]])
+    assert (b.events.shape, b.mask.tolist(), b.negatives.shape) == (
+        (2, 2, 3), [[True, True], [False, False]], (1, 3))
+    assert b.has_gold_event.tolist() == [False, True] and b.gold_events[0].abs().sum() == 0
+    fused = EventFusion(3)(b.queries, b.events, b.mask)
+    torch.testing.assert_close(fused[1], b.queries[1])  # no event: the query as it was
