@@ -29,6 +29,10 @@ def encoder_for(index: SearchIndex) -> Encoder:
                           f"pursuit index {index.manifest.source} --out {index.path}")
     if config.get("kind") == "keyword":
         return KeywordEncoder(config["vocabulary"])
+    if config.get("kind") == "causal-lm":
+        from pursuit.retrievers.llm_encoder import LLMEncoder  # torch only when needed
+
+        return LLMEncoder.from_config(config)
     return SentenceTransformerEncoder(config["model_id"])
 
 
