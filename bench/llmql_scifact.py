@@ -115,7 +115,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16, help="texts per LLM forward pass")
     ap.add_argument("--max-docs", type=int, default=None, help="corpus subset (smoke runs)")
     ap.add_argument("--queries", type=int, default=None, help="first N test queries only")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (on a busy machine 1 can beat 2 by far)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     console = Console()
     training = ensure_trained(args, console)
     base = args.model or training["encoder"]["base_model"]
@@ -152,7 +158,7 @@ def main() -> None:
         | {"final_loss": {s: v[-1] for s, v in training.get("losses", {}).items() if v}},
         "bench_command": shlex.join([sys.executable, *sys.argv]),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
+        "cpus": os.cpu_count(), "threads": args.threads, "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}"}
     out = ROOT / "bench" / "results" / f"llmql_scifact{'-smoke' if smoke else ''}.json"
