@@ -4,6 +4,8 @@ For a question (and the clarifications answered so far) :class:`CIPClarifier` ru
 cheap search (BM25, with the "as of" filter), asks the model which distinct entities or
 intents those results support, scores p(y | question, history) over them, and forms the
 conformal prediction set with the calibrated threshold for the history length
+(interpretations that only repeat the question's own words are dropped first: they are
+aspects of one meaning, not different meanings)
 (:mod:`pursuit.agent.cip`). With one member it lets the agent go on. With more it considers
 closed questions built from the set ("Do you mean X?" for each member, and one "Which do
 you mean?" with the members as options), picks the one with the smallest expected log2 set
@@ -35,6 +37,7 @@ from pursuit.agent.cip import (
     log2_size,
     prediction_set,
 )
+from pursuit.agent.citations import content_words
 from pursuit.agent.interpret import (
     Interpretation,
     InterpretationScorer,
@@ -48,7 +51,7 @@ from pursuit.indexes.records import Hit, Query
 from pursuit.retrievers.llm import shared_causal_lm
 from pursuit.retrievers.registry import index_stages
 
-__all__ = ["CIPClarifier", "OTHER", "default_clarifier"]
+__all__ = ["CIPClarifier", "OTHER", "default_clarifier", "informative"]
 
 #: The extra option of a multiple-choice question: none of the listed meanings.
 OTHER = "something else"
@@ -84,8 +87,9 @@ class CIPClarifier:
         with self._lock:
             if key not in self._candidates:
                 hits = self.search(question, as_of)
-                self._candidates[key] = candidate_interpretations(
-                    question, hits, self.llm, max_candidates=self.max_candidates)
+                found = candidate_interpretations(question, hits, self.llm,
+                                                  max_candidates=self.max_candidates)
+                self._candidates[key] = informative(found, question)
             return self._candidates[key]
 
     def questions(self, members: Sequence[Interpretation]) -> dict[str, list[str]]:
@@ -139,6 +143,14 @@ class CIPClarifier:
         return {"question": choice.question, "options": options[choice.question],
                 "interpretations": [m.text for m in members],
                 "set_size": len(members), "expected_log2_size": round(choice.score, 4)}
+
+
+def informative(candidates: Sequence[Interpretation], question: str) -> list[Interpretation]:
+    """The candidates that say more than the question: a reading whose content words all
+    occur in the question ("decorator", "lru_cache" for a question about lru_cache) is an
+    aspect of the one meaning, not another meaning, so it is no reason to ask."""
+    asked = content_words(question)
+    return [c for c in candidates if content_words(c.text) - asked]
 
 
 def default_clarifier(index: SearchIndex, llm: LLMClient, *, k: int = 5,

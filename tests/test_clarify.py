@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pursuit.agent.cip import Thresholds
-from pursuit.agent.clarify import OTHER, CIPClarifier
+from pursuit.agent.clarify import OTHER, CIPClarifier, informative
 from pursuit.agent.interpret import Interpretation
 from pursuit.agent.llm import ScriptedLLM
 from pursuit.indexes.records import Doc, Hit
@@ -109,3 +109,15 @@ def test_graph_pauses_with_the_cip_question(tmp_path: Any) -> None:
     out = graph.invoke(Command(resume="No"), thread("j"))
     assert out["answer"]["citations"][0]["doc_id"] == "c"
     assert out["clarifications"][0]["answer"] == "no"
+
+
+def test_readings_that_only_repeat_the_question_do_not_make_it_ambiguous() -> None:
+    llm = ScriptedLLM(default=json.dumps(["decorator", "function", "lru_cache", "cache"]))
+    c = CIPClarifier(llm=llm, scorer=TableScorer({"": [0.5, 0.5]}), search=lambda q, d: HITS,
+                     thresholds=Thresholds(alpha=0.1, model="t", qhats={0: -0.3, 1: -0.3}))
+    question = "How do I clear the cache of a function decorated with functools.lru_cache?"
+    assert c.candidates(question, None) == []
+    assert c.decide(question, [], None) is None
+    kept = informative([Interpretation("I1", "the animal jaguar"),
+                        Interpretation("I2", "Jaguar")], "jaguar top speed")
+    assert [i.id for i in kept] == ["I1"]
