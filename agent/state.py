@@ -16,6 +16,8 @@ from typing import Annotated, Any, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pursuit.agent.citations import content_words
+
 __all__ = ["AgentState", "DraftNode", "PlanDraft", "PlanReview", "SearchTask", "merge_answers",
            "merge_plan", "normalise_question", "ready_nodes"]
 
@@ -95,7 +97,12 @@ class AgentState(TypedDict, total=False):
 
 
 def normalise_question(text: str) -> str:
-    """The form under which two sub-questions count as duplicates."""
+    """The form under which two sub-questions count as duplicates: their stemmed content
+    words, sorted ("How do I clear X?" and "How can I clear X?" match); a question of stop
+    words only falls back to its lower-cased words."""
+    words = content_words(text)
+    if words:
+        return " ".join(sorted(words))
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
