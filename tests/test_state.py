@@ -29,7 +29,7 @@ def test_parents_first_duplicates_merged_cycles_and_unknown_edges_dropped() -> N
 def test_extension_keeps_ids_renames_collisions_and_caps_nodes() -> None:
     plan = merge_plan({}, [node("n1", "Who wrote Dune?")], round_=1, max_nodes=3)
     grown = merge_plan(plan, [node("n1", "When was Dune published?"),
-                              node("n5", "Who published Dune then?", "n1"),
+                              node("n5", "Which company printed it first?", "n1"),
                               node("n2", "Who wrote Dune"), node("n6", "Sixth", "n5")],
                        round_=2, max_nodes=3)
     # "n2" duplicates n1; "n6" comes after its parent n5 and is over the cap.
