@@ -26,7 +26,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from pursuit.agent.llm import Completion, LLMClient, LLMError, Message
+from pursuit.agent.llm import Completion, LLMClient, LLMError, Message, current_cancel
 from pursuit.retrievers.llm import CausalLM, shared_causal_lm
 
 __all__ = ["DEFAULT_PLANNER", "InProcessLLM", "OpenAIChatLLM", "load_llm"]
@@ -96,13 +96,15 @@ class _TokenQueue(BaseStreamer):
 
 
 class _Cancelled(StoppingCriteria):
-    """Stops generation once the consumer is gone or saw a stop string."""
+    """Stops generation once the consumer is gone or saw a stop string, or the run it
+    serves was stopped (:func:`pursuit.agent.llm.cancel_scope`)."""
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    def __init__(self, event: threading.Event, run: threading.Event | None = None) -> None:
+        self.event, self.run = event, run
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool,
+        stop = self.event.is_set() or (self.run is not None and self.run.is_set())
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool,
                           device=input_ids.device)
 
 
@@ -157,6 +159,7 @@ class InProcessLLM:
         ids = ids.to(self.lm.device)
         counts.prompt = int(ids.shape[1])
         tokens, cancel, errors = _TokenQueue(), threading.Event(), []
+        run_cancel = current_cancel()  # read here: the generate thread has its own context
         sampling = temperature > 0
         # Sampling keeps the model's own top-p / top-k; greedy clears them (no warnings).
         options: dict[str, Any] = {"do_sample": True, "temperature": temperature} if sampling \
@@ -169,7 +172,7 @@ class InProcessLLM:
             try:
                 with _model_lock(model), torch.inference_mode():
                     model.generate(ids, attention_mask=torch.ones_like(ids), streamer=tokens,
-                                   stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                                   stopping_criteria=StoppingCriteriaList([_Cancelled(cancel, run_cancel)]),
                                    pad_token_id=pad, **options)
             except Exception as exc:  # handed to the consumer, which raises it
                 errors.append(exc)

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,29 @@ from typing import Protocol, runtime_checkable
 
 from pursuit.indexes.errors import PursuitError
 
-__all__ = ["Completion", "LLMClient", "LLMError", "Message", "ScriptedLLM", "system", "user"]
+__all__ = ["Completion", "LLMClient", "LLMError", "Message", "ScriptedLLM", "cancel_scope",
+           "current_cancel", "system", "user"]
+
+#: The stop flag of the run the current code works for (set by :func:`cancel_scope`).
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "pursuit_run_cancel", default=None)
+
+
+@contextlib.contextmanager
+def cancel_scope(event: threading.Event) -> Iterator[None]:
+    """Within this block (and the graph nodes it runs, which inherit context variables),
+    a model that generates in-process stops as soon as ``event`` is set, so a stopped or
+    abandoned run frees the model at once instead of finishing its answer."""
+    token = _CANCEL.set(event)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+def current_cancel() -> threading.Event | None:
+    """The stop flag of the current run, if a :func:`cancel_scope` set one."""
+    return _CANCEL.get()
 
 #: A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``.
 Message = dict[str, str]

@@ -288,3 +288,18 @@ def test_packaged_qwen_05b_answers_a_trivial_question() -> None:
     out = llm.complete([user("What is 2+3? Answer with the number only.")], max_tokens=6)
     assert "5" in out.text and out.completion_tokens <= 6
     assert llm.name == "qwen2.5-coder-0.5b"
+
+
+def test_in_process_generation_stops_when_its_run_is_stopped(tiny: InProcessLLM) -> None:
+    import threading
+
+    from pursuit.agent.llm import cancel_scope
+
+    stopped = threading.Event()
+    stopped.set()
+    with cancel_scope(stopped):
+        out = tiny.complete(TIDES, max_tokens=24)
+    assert out.completion_tokens == 1  # the criterion runs after each new token
+    running = threading.Event()
+    with cancel_scope(running):
+        assert tiny.complete(TIDES, max_tokens=24).completion_tokens == 24

@@ -20,10 +20,11 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pursuit.agent.llm import cancel_scope
 from pursuit.indexes.errors import PursuitError
 
 __all__ = ["STOPPED", "Run", "RunLimitError", "RunManager", "sse"]
@@ -51,6 +52,19 @@ class _End:
 
 
 _STOP = object()  # put on a run's queue by stop(): end the stream now
+
+
+def _scoped(source: Iterable[dict[str, Any]], cancel: threading.Event) -> Iterator[dict[str, Any]]:
+    """``source``'s events, each produced inside the run's cancel scope, so a model
+    generating in-process for this run stops as soon as the run is stopped."""
+    it = iter(source)
+    while True:
+        with cancel_scope(cancel):
+            try:
+                event = next(it)
+            except StopIteration:
+                return
+        yield event
 
 
 def sse(event: dict[str, Any]) -> str:
@@ -164,7 +178,7 @@ class RunManager:
         try:
             source = events(run.cancel)
             try:
-                for event in source:
+                for event in _scoped(source, run.cancel):
                     if run.cancel.is_set():
                         break
                     if event.get("type") == "done":
