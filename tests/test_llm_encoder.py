@@ -122,3 +122,18 @@ def test_encoder_round_trips_through_an_index_manifest(tiny, tmp_path: Path) -> 
     order = np.argsort(-scores)
     assert ranking.doc_ids() == [DOCS[i].id for i in order]
     np.testing.assert_allclose([h.score for h in ranking], scores[order], atol=1e-5)
+
+
+def test_pursuit_index_takes_an_llmql_checkpoint_as_encoder(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pursuit.retrievers.encoders import SentenceTransformerEncoder
+    from pursuit.ui.indexing import make_encoder
+
+    folder = tmp_path / "ckpt"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    (folder / "pursuit-llmql.json").write_text(json.dumps({"encoder": {
+        "prompts": {"passage": "Doc: {text}", "query": "Q: {text}"}, "pooling": "end",
+        "end_token": "<|endoftext|>"}}))
+    enc = make_encoder(str(folder))
+    assert isinstance(enc, LLMEncoder) and enc.describe()["checkpoint"] == str(folder)
+    assert isinstance(make_encoder("all-MiniLM-L6-v2"), SentenceTransformerEncoder)

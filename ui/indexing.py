@@ -8,10 +8,21 @@ from pathlib import Path
 from rich.console import Console
 
 from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.sources import load_corpus
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
+from pursuit.retrievers.llm_encoder import METADATA_FILE, LLMEncoder
 from pursuit.retrievers.registry import encoder_for
 from pursuit.ui.settings import Settings
+
+
+def make_encoder(name: str) -> Encoder:
+    """The encoder ``name`` means: an LLM-QL checkpoint folder (it holds
+    ``pursuit-llmql.json``) becomes an :class:`LLMEncoder`, anything else a
+    sentence-transformers model."""
+    if (Path(name).expanduser() / METADATA_FILE).is_file():
+        return LLMEncoder(str(Path(name).expanduser().resolve()))
+    return SentenceTransformerEncoder(name)
 
 
 def build_index(source: str, out: Path, *, settings: Settings, dense: bool = True,
@@ -23,7 +34,7 @@ def build_index(source: str, out: Path, *, settings: Settings, dense: bool = Tru
         >>> build_index("pydocs", Path("demo-index"), settings=load_settings())  # doctest: +SKIP
     """
     label, docs = load_corpus(source, fields=fields or None)
-    encoder = SentenceTransformerEncoder(settings.encoder) if dense else None
+    encoder = make_encoder(settings.encoder) if dense else None
     if console:
         what = f"BM25 + dense ({settings.encoder}, {settings.factory})" if dense else "BM25"
         console.print(f"Indexing {label} with {what} into {out}")
