@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -36,7 +35,7 @@ from pursuit.agent.llm import LLMClient, Message, system, user
 from pursuit.agent.prompts import as_data
 from pursuit.agent.searcher import SearchTools, best_window
 from pursuit.agent.session import AgentSession
-from pursuit.agent.simulator import SimulatedUser, exact_match, grade_answer
+from pursuit.agent.simulator import SimulatedUser, exact_match, grade_answer, normalise_answer
 from pursuit.agent.structured import StructuredOutputError, structured
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import PursuitError
@@ -185,14 +184,6 @@ def run_question(session: AgentSession, question: str, *, thread_id: str,
         seconds=round(seconds, 3), tokens=int(final.get("tokens") or 0),
         timings={k: round(float(v), 3) for k, v in (final.get("timings") or {}).items()},
         clarifications=clarifications)
-
-
-def normalise_answer(text: str) -> str:
-    """Case-folded, accent-free words without punctuation or articles (as ``exact_match``)."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
-    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
 
 
 def contains_answer(gold: str, predicted: str) -> bool:

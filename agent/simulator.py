@@ -24,7 +24,8 @@ from typing import Literal
 
 from pursuit.agent.llm import LLMClient, system, user
 
-__all__ = ["Reply", "SimulatedUser", "exact_match", "grade_answer", "parse_yes_no"]
+__all__ = ["Reply", "SimulatedUser", "exact_match", "grade_answer", "normalise_answer",
+           "parse_yes_no"]
 
 Reply = Literal["yes", "no", "unknown"]
 
@@ -117,7 +118,9 @@ class SimulatedUser:
         return reply
 
 
-def _normalise(text: str) -> str:
+def normalise_answer(text: str) -> str:
+    """Case-folded, accent-free words without punctuation or articles: the form in which
+    answers are compared."""
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
@@ -131,8 +134,8 @@ def exact_match(gold: str, predicted: str) -> bool:
         >>> exact_match("The Beatles", "beatles."), exact_match("Il-96", "Il 96")
         (True, True)
     """
-    g = _normalise(gold)
-    return bool(g) and g == _normalise(predicted)
+    g = normalise_answer(gold)
+    return bool(g) and g == normalise_answer(predicted)
 
 
 def grade_answer(judge: LLMClient, question: str, gold: str, predicted: str) -> bool:
@@ -148,7 +151,7 @@ def grade_answer(judge: LLMClient, question: str, gold: str, predicted: str) -> 
     """
     if exact_match(gold, predicted):
         return True
-    if not _normalise(predicted):
+    if not normalise_answer(predicted):
         return False
     messages = [system(JUDGE_SYSTEM),
                 user(f"Question: {question}\nGold answer: {gold}\nPredicted answer: {predicted}"
