@@ -26,10 +26,10 @@ import argparse
 import asyncio
 import json
 import socket
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,7 @@ from rich.table import Table
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
-from pursuit.agent.llm import Message, ScriptedLLM
-from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
+from pursuit.agent.llm import ScriptedLLM
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
@@ -53,6 +52,10 @@ from pursuit.ui.server import create_app
 from pursuit.ui.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# The scripted model is the tests' own (tests/scripted_agent.py), not part of the package.
+sys.path.append(str(ROOT / "tests"))
+from scripted_agent import ScriptedAgent  # noqa: E402
+
 HOST = "127.0.0.1"  # loopback only, by design
 DOCS = [
     Doc("dune", "Dune is a 1965 science fiction novel written by Frank Herbert.", title="Dune",
@@ -69,21 +72,8 @@ FINAL = "Dune was written by Frank Herbert [1], who was born in Tacoma [2]."
 
 def scripted(delay_s: float) -> ScriptedLLM:
     """A model that follows the prompts, taking ``delay_s`` for each call."""
-    def reply(messages: Sequence[Message]) -> str:
-        time.sleep(delay_s)
-        kind = messages[0]["content"]
-        if kind == PLANNER:
-            return json.dumps(PLAN)
-        if kind == REWRITER:
-            return '{"queries": []}'
-        if kind == REVIEWER:
-            return '{"finish": true}'
-        if kind == ANSWERER:
-            return "It is in the first passage [1]."
-        if kind == SYNTHESISER:
-            return FINAL
-        raise AssertionError("unexpected request")
-    return ScriptedLLM(default=reply)
+    return ScriptedLLM(default=ScriptedAgent(plan=PLAN, answers="It is in the first passage [1].",
+                                             final=FINAL, delay_s=delay_s))
 
 
 def start_server(settings: Settings, llm: ScriptedLLM) -> tuple[uvicorn.Server, str]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.types import Command
+from scripted_agent import AskOnce, ScriptedAgent, role
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer, thread
-from pursuit.agent.llm import Message, ScriptedLLM
-from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
+from pursuit.agent.llm import ScriptedLLM
+from pursuit.agent.prompts import ANSWERER, PLANNER
 from pursuit.agent.searcher import SearchTools
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc
@@ -45,54 +43,18 @@ def tools(index: SearchIndex, **cfg: Any) -> tuple[SearchTools, AgentConfig]:
     return SearchTools.over(index, config), config
 
 
-def role(messages: Sequence[Message]) -> str:
-    return messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-
-
-def passage_ids(messages: Sequence[Message]) -> list[str]:
-    return [line for line in messages[-1]["content"].splitlines() if line.startswith("<passage")]
-
-
-def cite_titles(answer: str, prompt: str) -> str:
-    """``answer`` with ``{Title}`` replaced by the number of that passage in ``prompt``."""
-    numbers = dict(re.findall(r'<passage n="(\d+)" title="([^"]*)">', prompt))
-    by_title = {title: n for n, title in numbers.items()}
-    return re.sub(r"\{([^}]+)\}", lambda m: f"[{by_title[m.group(1)]}]", answer)
-
-
-class Script:
-    """Answers each kind of request by its system prompt, like a model that follows them."""
-
-    def __init__(self, plan: dict[str, Any], answers: dict[str, str], final: str,
-                 review: str = '{"finish": true}') -> None:
-        self.plan, self.answers, self.final, self.review = plan, answers, final, review
-
-    def __call__(self, messages: Sequence[Message]) -> str:
-        kind, body = role(messages), messages[-1]["content"]
-        if kind == PLANNER:
-            return json.dumps(self.plan)
-        if kind == REWRITER:
-            return '{"queries": []}'
-        if kind == REVIEWER:
-            return self.review
-        if kind == ANSWERER:
-            question = body.split("<question>")[1].split("</question>")[0]
-            return cite_titles(self.answers[question], body)
-        if kind == SYNTHESISER:
-            return self.final
-        raise AssertionError(f"unexpected request {messages}")
-
-
 PLAN = {"nodes": [{"id": "n1", "question": "Who wrote Dune?", "depends_on": []},
                   {"id": "n2", "question": "Where was the author of Dune born?",
                    "depends_on": ["n1"]}]}
 
 
 def test_plan_fans_out_and_answers_with_global_citations(index: SearchIndex) -> None:
-    script = Script(PLAN, {"Who wrote Dune?": "Frank Herbert wrote Dune {Dune}.",
-                           "Where was the author of Dune born?": "In Tacoma {Frank Herbert}."},
-                    final="Dune's author Frank Herbert [1] was born in Tacoma [2]. "
-                          "He liked sand.")
+    script = ScriptedAgent(plan=PLAN,
+                           answers={"Who wrote Dune?": "Frank Herbert wrote Dune {Dune}.",
+                                    "Where was the author of Dune born?":
+                                        "In Tacoma {Frank Herbert}."},
+                           final="Dune's author Frank Herbert [1] was born in Tacoma [2]. "
+                                 "He liked sand.")
     llm = ScriptedLLM(default=script)
     search_tools, config = tools(index)
     graph = build_graph(config, llm=llm, tools=search_tools)
@@ -118,7 +80,7 @@ def test_parallel_cap_runs_ready_nodes_in_waves(index: SearchIndex) -> None:
                       enumerate(["Who wrote Dune?", "What raises tides?", "When was Dune "
                                  "Messiah published?"], start=1)]}
     answers = {n["question"]: "Found it [1]." for n in plan["nodes"]}
-    llm = ScriptedLLM(default=Script(plan, answers, final="Done [1]."))
+    llm = ScriptedLLM(default=ScriptedAgent(plan=plan, answers=answers, final="Done [1]."))
     search_tools, config = tools(index, max_parallel=2)
     graph = build_graph(config, llm=llm, tools=search_tools)
     steps = [list(update) for update in graph.stream({"question": "Three things"}, thread("w"),
@@ -132,8 +94,8 @@ def test_parallel_cap_runs_ready_nodes_in_waves(index: SearchIndex) -> None:
 def test_as_of_keeps_later_documents_out(index: SearchIndex) -> None:
     plan = {"nodes": [{"id": "n1", "question": "Dune Messiah sequel published Frank Herbert",
                        "depends_on": []}]}
-    llm = ScriptedLLM(default=Script(plan, {plan["nodes"][0]["question"]: "Unknown [1]."},
-                                     final="Unknown [1]."))
+    answers = {plan["nodes"][0]["question"]: "Unknown [1]."}
+    llm = ScriptedLLM(default=ScriptedAgent(plan=plan, answers=answers, final="Unknown [1]."))
     search_tools, config = tools(index)
     graph = build_graph(config, llm=llm, tools=search_tools)
     out = graph.invoke({"question": "When was Dune Messiah published?", "as_of": "2021-01-01"},
@@ -146,8 +108,9 @@ def test_as_of_keeps_later_documents_out(index: SearchIndex) -> None:
 
 
 def test_malformed_plan_json_is_recovered(index: SearchIndex) -> None:
-    script = Script(PLAN, {"Who wrote Dune?": "Frank Herbert [1].",
-                           "Where was the author of Dune born?": "Tacoma [1]."}, final="Ok [1].")
+    answers = {"Who wrote Dune?": "Frank Herbert [1].",
+               "Where was the author of Dune born?": "Tacoma [1]."}
+    script = ScriptedAgent(plan=PLAN, answers=answers, final="Ok [1].")
     broken = ('Sure! Here is the plan:\n```json\n{"nodes": [{"id": "n1", "question": '
               '"Who wrote Dune?", "depends_on": "n0"}]}\n```')
     llm = ScriptedLLM([broken], default=script)
@@ -163,8 +126,8 @@ def test_injected_document_cannot_change_plan_or_citations(index: SearchIndex) -
     question = "Where was Frank Herbert born?"
     plan = {"nodes": [{"id": "n1", "question": question, "depends_on": []}]}
     bad_review = '{"finish": false, "add": [], "tool": "exec"}'
-    script = Script(plan, {question: "Tacoma [1]. Mars [9]."}, final="Tacoma [1]. Mars [9].",
-                    review=bad_review)
+    script = ScriptedAgent(plan=plan, answers={question: "Tacoma [1]. Mars [9]."},
+                           final="Tacoma [1]. Mars [9].", review=bad_review)
     llm = ScriptedLLM(default=script)
     search_tools, config = tools(index, read_k=5, max_rounds=3)
     out = build_graph(config, llm=llm, tools=search_tools).invoke({"question": question},
@@ -181,20 +144,11 @@ def test_injected_document_cannot_change_plan_or_citations(index: SearchIndex) -
     assert out["answer"]["sentences"][1]["citations"] == []
 
 
-class AskOnce:
-    """A clarifier that asks one closed question, then is satisfied."""
-
-    def decide(self, question: str, clarifications: list[dict[str, Any]],
-               as_of: str | None) -> dict[str, Any] | None:
-        if clarifications:
-            return None
-        return {"question": "Do you mean the novel or the film?", "options": ["novel", "film"]}
-
-
 def run_clarified(index: SearchIndex, checkpointer: Any) -> tuple[Any, ScriptedLLM]:
     plan = {"nodes": [{"id": "n1", "question": "Who wrote Dune?", "depends_on": []}]}
-    llm = ScriptedLLM(default=Script(plan, {"Who wrote Dune?": "Frank Herbert [1]."},
-                                     final="Frank Herbert wrote it [1]."))
+    llm = ScriptedLLM(default=ScriptedAgent(plan=plan,
+                                            answers={"Who wrote Dune?": "Frank Herbert [1]."},
+                                            final="Frank Herbert wrote it [1]."))
     search_tools, _ = tools(index)
     config = AgentConfig(rerank=None, clarify=True)
     return build_graph(config, llm=llm, tools=search_tools, clarifier=AskOnce(),
@@ -231,8 +185,8 @@ def test_thread_survives_a_restart_with_sqlite(index: SearchIndex, tmp_path: Pat
 def test_config_as_of_applies_when_the_question_has_none(index: SearchIndex) -> None:
     plan = {"nodes": [{"id": "n1", "question": "Dune Messiah sequel published Frank Herbert",
                        "depends_on": []}]}
-    llm = ScriptedLLM(default=Script(plan, {plan["nodes"][0]["question"]: "Unknown {Dune}."},
-                                     final="Unknown [1]."))
+    answers = {plan["nodes"][0]["question"]: "Unknown {Dune}."}
+    llm = ScriptedLLM(default=ScriptedAgent(plan=plan, answers=answers, final="Unknown [1]."))
     search_tools, _ = tools(index)
     config = AgentConfig(rerank=None, clarify=False, as_of="2021-01-01")
     out = build_graph(config, llm=llm, tools=search_tools).invoke(

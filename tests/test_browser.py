@@ -7,22 +7,22 @@ so every run is exact and fast. Screenshots land in ``build/screenshots/``.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted_agent import AskOnce, Hook, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
-from pursuit.agent.llm import Message, ScriptedLLM
-from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
+from pursuit.agent.llm import ScriptedLLM
+from pursuit.agent.prompts import ANSWERER
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
@@ -75,48 +75,17 @@ FINALS = {"Where was the author of Dune born?":
           "Slow question about tides": "The moon raises them [1]."}
 
 
-def between(text: str, start: str, end: str) -> str:
-    return text.split(start, 1)[1].split(end, 1)[0]
+def plan_for(question: str) -> dict[str, Any]:
+    """The planner's plan for one of the questions the tests type."""
+    return {"nodes": [{"id": i, "question": q, "depends_on": d} for i, q, d in PLANS[question]]}
 
 
-class Script:
-    """Answers each request by its system prompt; the tides searcher waits for ``release``."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def __call__(self, messages: Sequence[Message]) -> str:
-        kind = messages[0]["content"] if messages[0]["role"] == "system" else ""
-        body = messages[-1]["content"]
-        if kind == PLANNER:
-            question = next(q for q in PLANS if q in body)
-            return json.dumps({"nodes": [{"id": i, "question": q, "depends_on": d}
-                                         for i, q, d in PLANS[question]]})
-        if kind == REWRITER:
-            return '{"queries": []}'
-        if kind == REVIEWER:
-            return '{"finish": true}'
-        if kind == ANSWERER:
-            question = between(body, "<question>", "</question>")
-            if question == "What raises the tides?":
-                self.release.wait(20)  # the stop test ends this run before it gets here
-            numbers = {title: n for n, title in re.findall(r'<passage n="(\d+)" title="([^"]*)"',
-                                                           body)}
-            return re.sub(r"\{([^}]+)\}", lambda m: f"[{numbers[m.group(1)]}]",
-                          SUB_ANSWERS[question])
-        if kind == SYNTHESISER:
-            return next(final for question, final in FINALS.items() if question in body)
-        raise AssertionError(f"unexpected request {messages!r}")
-
-
-class AskAboutDune:
-    """A clarifier that asks once about "Who made Dune?" and never about anything else."""
-
-    def decide(self, question: str, clarifications: list[dict[str, Any]],
-               as_of: str | None) -> dict[str, Any] | None:
-        if question != "Who made Dune?" or clarifications:
-            return None
-        return {"question": "Do you mean the novel or the film?", "options": ["novel", "film"]}
+def hold_tides(release: threading.Event) -> Hook:
+    """A hook that keeps the tides searcher waiting until ``release`` is set."""
+    def hook(kind: str, question: str) -> None:
+        if kind == ANSWERER and question == "What raises the tides?":
+            release.wait(20)  # the stop test ends this run before it gets here
+    return hook
 
 
 def free_port() -> int:
@@ -154,20 +123,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     index = SearchIndex.build(DOCS, root / "idx", source="fixture")
     settings = Settings(cache_dir=root / "cache", index=str(root / "idx"),
                         threads=str(root / "threads.sqlite"), token=TOKEN, heartbeat_s=1.0)
-    script = Script()
+    release = threading.Event()
+    script = ScriptedAgent(plan=plan_for, answers=SUB_ANSWERS, final=FINALS,
+                           hook=hold_tides(release))
 
     def session() -> AgentSession:
         config = AgentConfig(rerank=None, clarify=True)
         graph = build_graph(config, llm=ScriptedLLM(default=script),
-                            tools=SearchTools.over(index, config), clarifier=AskAboutDune(),
+                            tools=SearchTools.over(index, config),
+                            clarifier=AskOnce(about="Who made Dune?"),
                             checkpointer=sqlite_checkpointer(settings.threads_path))
         return AgentSession(graph)
 
     served = Served(settings, session())
     try:
-        yield {"settings": settings, "session": session, "server": served, "script": script}
+        yield {"settings": settings, "session": session, "server": served, "release": release}
     finally:
-        script.release.set()
+        release.set()
         served.close()
         index.close()
 
@@ -341,7 +313,7 @@ def test_stop_button_ends_a_run(page: Any, world: dict[str, Any]) -> None:
     # The sub-question never finished: it is drawn as planned again.
     assert page.get_attribute("#plan svg g.node", "data-status") == "planned"
     shot(page, "stopped")
-    world["script"].release.set()  # let the blocked model call return; the run is gone
+    world["release"].set()  # let the blocked model call return; the run is gone
     deadline = time.monotonic() + 10
     while page.request.get(world["server"].url + "api/health", headers=AUTH).json()[
             "active_runs"]:

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from chat_server import chat_server
+from scripted_agent import ScriptedAgent
 from test_cli import run
 
-from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
-
-
-def reply(messages: Sequence[dict[str, str]]) -> str:
-    kind = messages[0]["content"]
-    if kind == PLANNER:
-        return json.dumps({"nodes": [{"id": "n1", "question": "What makes the tide?"}]})
-    if kind == REWRITER:
-        return '{"queries": ["moon ocean tide"]}'
-    if kind == ANSWERER:
-        return "The moon pulls the ocean [1]."
-    if kind == REVIEWER:
-        return '{"finish": true}'
-    if kind == SYNTHESISER:
-        return "The tide comes from the moon pulling the ocean [1]. Nobody knows why."
-    raise AssertionError(kind)
+FINAL = "The tide comes from the moon pulling the ocean [1]. Nobody knows why."
+# The node leaves depends_on out, as small models do; the plan schema defaults it to [].
+REPLY = ScriptedAgent(plan={"nodes": [{"id": "n1", "question": "What makes the tide?"}]},
+                      answers="The moon pulls the ocean [1].", final=FINAL,
+                      queries=["moon ocean tide"])
 
 
 @pytest.fixture
@@ -44,7 +33,7 @@ def notes_index(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 def test_ask_json_gives_cited_answer(notes_index: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    with chat_server(reply) as (url, seen):
+    with chat_server(REPLY) as (url, seen):
         code, out, err = run(["ask", "Why is there a tide?", "--index", str(notes_index),
                               "--llm-url", url, "--no-clarify", "--rerank", "none", "--json",
                               "--thread", "t-1"], capsys, monkeypatch, tmp_path)
@@ -67,7 +56,7 @@ def test_ask_json_gives_cited_answer(notes_index: Path, tmp_path: Path,
 def test_ask_with_the_server_down_says_so(notes_index: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    with chat_server(reply) as (url, _):
+    with chat_server(REPLY) as (url, _):
         pass  # the port is closed again
     code, out, err = run(["ask", "Why is there a tide?", "--index", str(notes_index),
                           "--llm-url", url, "--no-clarify", "--rerank", "none"],

@@ -6,7 +6,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from scripted_agent import AskOnce, Hook, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
-from pursuit.agent.llm import LLMError, Message, ScriptedLLM
-from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
+from pursuit.agent.llm import LLMError, ScriptedLLM
+from pursuit.agent.prompts import PLANNER, REVIEWER, SYNTHESISER
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
@@ -43,37 +44,10 @@ PLAN = {"nodes": [{"id": "n1", "question": "Who wrote Dune?", "depends_on": []}]
 FINAL = "Frank Herbert wrote Dune [1]."
 
 
-class Script:
-    """Answers each request by its system prompt; ``hook(kind)`` runs first (block, raise)."""
-
-    def __init__(self, hook: Callable[[str], None] | None = None) -> None:
-        self.hook = hook
-
-    def __call__(self, messages: Sequence[Message]) -> str:
-        kind = messages[0]["content"] if messages[0]["role"] == "system" else ""
-        if self.hook:
-            self.hook(kind)
-        if kind == PLANNER:
-            return json.dumps(PLAN)
-        if kind == REWRITER:
-            return '{"queries": []}'
-        if kind == REVIEWER:
-            return '{"finish": true}'
-        if kind == ANSWERER:
-            return "Frank Herbert wrote Dune [1]."
-        if kind == SYNTHESISER:
-            return FINAL
-        raise AssertionError(f"unexpected request {messages}")
-
-
-class AskOnce:
-    """A clarifier that asks one closed question, then is satisfied."""
-
-    def decide(self, question: str, clarifications: list[dict[str, Any]],
-               as_of: str | None) -> dict[str, Any] | None:
-        if clarifications:
-            return None
-        return {"question": "Do you mean the novel or the film?", "options": ["novel", "film"]}
+def agent_script(hook: Hook | None = None) -> ScriptedAgent:
+    """The model for one planned sub-question; ``hook(kind, question)`` runs first."""
+    return ScriptedAgent(plan=PLAN, answers="Frank Herbert wrote Dune [1].", final=FINAL,
+                         hook=hook)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +123,7 @@ def wait_until(check: Callable[[], bool], seconds: float = 5) -> None:
 def test_chat_streams_the_turn_and_keeps_the_conversation(index_path: Path,
                                                           tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path)
-    with serve(settings, factory(settings, ScriptedLLM(default=Script()))) as client:
+    with serve(settings, factory(settings, ScriptedLLM(default=agent_script()))) as client:
         events = chat(client, message="Who wrote Dune?")
         kinds = [k for k, _ in events if k != "heartbeat"]
         assert kinds == ["conversation", "status", "status", "status", "plan", "node", "sources",
@@ -176,7 +150,7 @@ def test_chat_streams_the_turn_and_keeps_the_conversation(index_path: Path,
 
 def test_clarify_then_resume_after_a_restart(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path)
-    llm = ScriptedLLM(default=Script())
+    llm = ScriptedLLM(default=agent_script())
     with serve(settings, factory(settings, llm, AskOnce())) as client:
         events = chat(client, message="Who made Dune?")
         ids = events[0][1]
@@ -205,7 +179,7 @@ def test_clarify_then_resume_after_a_restart(index_path: Path, tmp_path: Path) -
 
 def test_token_is_required_when_set(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path, token="s3cret")
-    with serve(settings, factory(settings, ScriptedLLM(default=Script()))) as client:
+    with serve(settings, factory(settings, ScriptedLLM(default=agent_script()))) as client:
         missing = client.get("/api/health")
         wrong = client.get("/api/health", headers={"Authorization": "Bearer nope"})
         right = client.get("/api/health", headers={"Authorization": "Bearer s3cret"})
@@ -221,7 +195,7 @@ def test_token_is_required_when_set(index_path: Path, tmp_path: Path) -> None:
 def test_oversized_bodies_are_refused(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path, max_request_bytes=1024)
     message = {"error": "the request body is larger than 1024 bytes; send a shorter message"}
-    with serve(settings, factory(settings, ScriptedLLM(default=Script()))) as client:
+    with serve(settings, factory(settings, ScriptedLLM(default=agent_script()))) as client:
         declared = client.post("/api/chat", json={"message": "x" * 2000})
         chunked = client.post("/api/chat", content=iter([b'{"message": "', b"y" * 1500, b'"}']))
         health = client.get("/api/health").json()
@@ -230,11 +204,11 @@ def test_oversized_bodies_are_refused(index_path: Path, tmp_path: Path) -> None:
     assert health["active_runs"] == 0
 
 
-def gate_at(kind: str) -> tuple[threading.Event, threading.Event, Callable[[str], None]]:
+def gate_at(kind: str) -> tuple[threading.Event, threading.Event, Hook]:
     """A hook that blocks the model at ``kind`` until released; ``reached`` is set on arrival."""
     reached, release = threading.Event(), threading.Event()
 
-    def hook(asked: str) -> None:
+    def hook(asked: str, question: str) -> None:
         if asked == kind:
             reached.set()
             assert release.wait(10)
@@ -244,7 +218,7 @@ def gate_at(kind: str) -> tuple[threading.Event, threading.Event, Callable[[str]
 def test_run_limit_stop_and_status_before_model_work(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path, max_runs=1)
     reached, release, hook = gate_at(PLANNER)
-    llm = ScriptedLLM(default=Script(hook))
+    llm = ScriptedLLM(default=agent_script(hook))
     with serve(settings, factory(settings, llm)) as client:
         with client.stream("POST", "/api/chat", json={"message": "Who wrote Dune?"}) as response:
             events = read_events(response)
@@ -273,7 +247,7 @@ def test_run_limit_stop_and_status_before_model_work(index_path: Path, tmp_path:
 def test_client_disconnect_cancels_its_run(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path)
     reached, release, hook = gate_at(PLANNER)
-    llm = ScriptedLLM(default=Script(hook))
+    llm = ScriptedLLM(default=agent_script(hook))
     with serve(settings, factory(settings, llm)) as client:
         with client.stream("POST", "/api/chat", json={"message": "Who wrote Dune?"}) as response:
             events = read_events(response)  # kept: dropping it would close the stream now
@@ -289,14 +263,14 @@ def test_client_disconnect_cancels_its_run(index_path: Path, tmp_path: Path) -> 
 
 
 def test_failures_become_error_then_done(index_path: Path, tmp_path: Path) -> None:
-    def hook(kind: str) -> None:
+    def hook(kind: str, question: str) -> None:
         if kind == SYNTHESISER:
             raise LLMError("model server at http://127.0.0.1:9/v1 is down; start it")
         if kind == REVIEWER:
             raise RuntimeError("boom")
 
     settings = settings_for(index_path, tmp_path)
-    with serve(settings, factory(settings, ScriptedLLM(default=Script(hook)))) as client:
+    with serve(settings, factory(settings, ScriptedLLM(default=agent_script(hook)))) as client:
         events = chat(client, message="Who wrote Dune?")
         ids = events[0][1]
         turn = client.get(f"/api/threads/{ids['conversation_id']}").json()["turns"][0]
@@ -309,7 +283,8 @@ def test_failures_become_error_then_done(index_path: Path, tmp_path: Path) -> No
 
     # A model error in the last phase (after sub-answers were streamed) is reported verbatim.
     settings = settings_for(index_path, tmp_path / "b")
-    llm = ScriptedLLM(default=Script(lambda k: hook(k) if k == SYNTHESISER else None))
+    llm = ScriptedLLM(default=agent_script(
+        lambda k, q: hook(k, q) if k == SYNTHESISER else None))
     with serve(settings, factory(settings, llm)) as client:
         events = chat(client, message="Who wrote Dune?")
     assert "sources" in [k for k, _ in events]
@@ -320,7 +295,8 @@ def test_failures_become_error_then_done(index_path: Path, tmp_path: Path) -> No
 
 def test_heartbeats_while_the_model_is_quiet(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path, heartbeat_s=0.1)
-    llm = ScriptedLLM(default=Script(lambda k: time.sleep(0.45) if k == PLANNER else None))
+    llm = ScriptedLLM(default=agent_script(
+        lambda k, q: time.sleep(0.45) if k == PLANNER else None))
     with serve(settings, factory(settings, llm)) as client:
         kinds = [k for k, _ in chat(client, message="Who wrote Dune?")]
     before_plan = kinds[:kinds.index("plan")]
@@ -330,7 +306,7 @@ def test_heartbeats_while_the_model_is_quiet(index_path: Path, tmp_path: Path) -
 
 def test_search_health_and_request_errors(index_path: Path, tmp_path: Path) -> None:
     settings = settings_for(index_path, tmp_path)
-    with serve(settings, factory(settings, ScriptedLLM(default=Script()))) as client:
+    with serve(settings, factory(settings, ScriptedLLM(default=agent_script()))) as client:
         wait_until(lambda: client.get("/api/health").json()["ready"])
         health = client.get("/api/health").json()
         found = client.post("/api/search", json={"query": "Frank Herbert born", "k": 2}).json()
@@ -371,7 +347,7 @@ def test_page_docs_and_cors(index_path: Path, tmp_path: Path,
     monkeypatch.setattr(server_module, "STATIC_DIR", static)
     origin = {"Origin": "http://elsewhere.test"}
     settings = settings_for(index_path, tmp_path)
-    with serve(settings, factory(settings, ScriptedLLM(default=Script()))) as client:
+    with serve(settings, factory(settings, ScriptedLLM(default=agent_script()))) as client:
         missing = client.get("/")
         (static / "index.html").write_text("<h1>chat</h1>")
         (static / "app.js").write_text("console.log(1)")
@@ -382,7 +358,7 @@ def test_page_docs_and_cors(index_path: Path, tmp_path: Path,
         schema = client.get("/openapi.json").json()
         no_cors = client.get("/api/health", headers=origin)
     allowed = settings_for(index_path, tmp_path, cors_origins="http://elsewhere.test")
-    with serve(allowed, factory(allowed, ScriptedLLM(default=Script()))) as client:
+    with serve(allowed, factory(allowed, ScriptedLLM(default=agent_script()))) as client:
         cors = client.get("/api/health", headers=origin)
     assert missing.status_code == 404
     assert missing.json()["error"] == (f"the chat page is missing: {static / 'index.html'} does "
