@@ -80,7 +80,8 @@ class AgentRun:
         sub_questions: Nodes of the final plan.
         seconds: Wall time from the first event to the answer.
         tokens: Model tokens the state counted (the streamed synthesis counts words).
-        timings: Seconds per phase, as the state summed them.
+        timings: Seconds per phase, as the state summed them (``search``: wall time of the
+            parallel search waves).
         clarifications: ``{"question", "options", "answer"}`` of each question answered.
     """
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from langgraph.config import get_stream_writer
-from langgraph.types import Send, interrupt
+from langgraph.types import Overwrite, Send, interrupt
 
 from pursuit.agent.citations import checked_answer, renumber
 from pursuit.agent.config import AgentConfig
@@ -54,16 +54,27 @@ def _emit(event: dict[str, Any]) -> None:
 
 
 def _timed(phase: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
-    """Announce ``phase`` when the node starts and add its duration to the state's timings."""
+    """Announce ``phase`` when the node starts and add its duration to the state's timings
+    (next to any timings the node reports itself)."""
     def wrap(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         def run(*args: Any) -> dict[str, Any]:
             _emit({"type": "status", "phase": phase})
             started = time.perf_counter()
             out = fn(*args)
-            return {**out, "timings": {phase: time.perf_counter() - started}}
+            return {**out, "timings": {**out.get("timings", {}),
+                                       phase: time.perf_counter() - started}}
         run.__name__ = fn.__name__
         return run
     return wrap
+
+
+def _book_searches(spans: list[list[float]]) -> dict[str, Any]:
+    """The state update that turns the finished wave's search spans into wall time (from
+    its first start to its last end) under ``timings["search"]``, and clears the spans."""
+    if not spans:
+        return {}
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    return {"timings": {"search": wall}, "search_spans": Overwrite([])}
 
 
 @dataclass
@@ -137,7 +148,14 @@ class Nodes:
         return sends
 
     def search(self, task: SearchTask) -> dict[str, Any]:
-        """Answer one sub-question (runs in parallel with its siblings)."""
+        """Answer one sub-question (runs in parallel with its siblings).
+
+        Its span goes to ``search_spans`` rather than its duration to the timings: siblings
+        overlap, so their durations would add up to more than the time the wave took.
+        """
+        # Wall-clock time, not perf_counter: the spans live in the checkpointed state, where
+        # a perf_counter reading means nothing to another process.
+        started = time.time()
         _emit({"type": "node", "node_id": task["node_id"], "status": "searching"})
         answer = search_subquestion(task, llm=self.llm, tools=self.tools, config=self.config,
                                     as_of=task.get("as_of"))
@@ -145,11 +163,19 @@ class Nodes:
         _emit({"type": "node", "node_id": task["node_id"], "status": "done",
                "answer": answer["answer"], "searches": answer["searches"]})
         return {"answers": {task["node_id"]: answer}, "tokens": answer["tokens"],
-                "timings": {"search": answer["seconds"]}}
+                "search_spans": [[started, time.time()]]}
 
     @_timed("review")
     def review(self, state: AgentState) -> dict[str, Any]:
-        """Extend the plan or finish, once every dispatched sub-question is answered."""
+        """Extend the plan or finish, once every dispatched sub-question is answered.
+
+        It runs once after each wave of searches, so it books the wave's wall time.
+        """
+        booked = _book_searches(state.get("search_spans", []))
+        out = self._review(state)
+        return {**out, **booked}
+
+    def _review(self, state: AgentState) -> dict[str, Any]:
         cfg, plan, answers = self.config, state["plan"], state.get("answers", {})
         if ready_nodes(plan, answers):
             return {}  # more of the current plan to run first

@@ -79,7 +79,10 @@ class AgentState(TypedDict, total=False):
         tokens: Model tokens spent (prompt + completion).
         finished: The planner said the plan is complete (or a cap ended it).
         answer: The final answer (see :mod:`pursuit.agent.synthesis`).
-        timings: ``{phase: seconds}`` summed over the run.
+        timings: ``{phase: seconds}`` summed over the run; ``search`` is wall time (each
+            wave of parallel searches counts from its first start to its last end).
+        search_spans: ``[start, end]`` wall-clock times of the searches of the wave in
+            progress; ``review`` books them into ``timings["search"]`` and clears them.
     """
 
     question: str
@@ -94,6 +97,7 @@ class AgentState(TypedDict, total=False):
     answer: dict[str, Any]
     timings: Annotated[dict[str, float], lambda a, b: {k: a.get(k, 0.0) + b.get(k, 0.0)
                                                       for k in {**a, **b}}]
+    search_spans: Annotated[list[list[float]], operator.add]
 
 
 def normalise_question(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,23 @@ def test_parallel_cap_runs_ready_nodes_in_waves(index: SearchIndex) -> None:
     assert len(search_waves) == 3  # two nodes in the first wave, one in the second
     final = graph.get_state(thread("w")).values
     assert sorted(final["answers"]) == ["n1", "n2", "n3"]
+
+
+def test_search_timing_is_wall_time_of_each_wave(index: SearchIndex) -> None:
+    # Three searchers that each take 0.3 s, two at a time: waves of 0.3 s and 0.3 s. Their
+    # durations add up to 0.9 s; the search phase took about 0.6 s of wall time.
+    questions = ["Who wrote Dune?", "What raises tides?", "When was Dune Messiah published?"]
+    plan = {"nodes": [{"id": f"n{i}", "question": q, "depends_on": []}
+                      for i, q in enumerate(questions, start=1)]}
+    script = ScriptedAgent(plan=plan, answers="Found it [1].", final="Done [1].",
+                           hook=lambda kind, _: time.sleep(0.3) if kind == ANSWERER else None)
+    search_tools, config = tools(index, max_parallel=2)
+    out = build_graph(config, llm=ScriptedLLM(default=script), tools=search_tools).invoke(
+        {"question": "Three things"}, thread("wall"))
+    node_seconds = sum(a["seconds"] for a in out["answers"].values())
+    assert node_seconds >= 0.9
+    assert 0.6 <= out["timings"]["search"] < 0.85  # both waves, not the sum of the searchers
+    assert out["search_spans"] == []  # review booked every wave
 
 
 def test_as_of_keeps_later_documents_out(index: SearchIndex) -> None:
