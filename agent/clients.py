@@ -18,7 +18,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from pursuit.agent.llm import Completion, LLMClient, LLMError, Message, current_cancel
+from pursuit.agent.llm import Completion, LLMClient, LLMError, Message, TextStream, current_cancel
 from pursuit.retrievers.llm import CausalLM, shared_causal_lm
 
 __all__ = ["DEFAULT_PLANNER", "InProcessLLM", "OpenAIChatLLM", "load_llm"]
@@ -108,12 +107,6 @@ class _Cancelled(StoppingCriteria):
                           device=input_ids.device)
 
 
-@dataclass
-class _Counts:
-    prompt: int = 0
-    completion: int = 0
-
-
 class InProcessLLM:
     """A chat model generating in this process with a loaded causal LM.
 
@@ -138,17 +131,21 @@ class InProcessLLM:
     def complete(self, messages: Sequence[Message], *, max_tokens: int = 512,
                  temperature: float = 0.0, stop: Sequence[str] | None = None) -> Completion:
         """The whole answer, cut at the first ``stop`` string, with token counts."""
-        counts = _Counts()
-        text = "".join(self._pieces(messages, max_tokens, temperature, stop, counts))
-        return Completion(text, prompt_tokens=counts.prompt, completion_tokens=counts.completion)
+        stream = self.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                             stop=stop)
+        text = "".join(stream)
+        return Completion(text, prompt_tokens=stream.prompt_tokens or 0,
+                          completion_tokens=stream.completion_tokens or 0)
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 512,
-               temperature: float = 0.0, stop: Sequence[str] | None = None) -> Iterator[str]:
-        """The answer as it is generated; closing the iterator early stops generation."""
-        return self._pieces(messages, max_tokens, temperature, stop, _Counts())
+               temperature: float = 0.0, stop: Sequence[str] | None = None) -> TextStream:
+        """The answer as it is generated, with its exact token counts; closing the stream
+        early stops generation."""
+        return TextStream(lambda counts: self._pieces(messages, max_tokens, temperature, stop,
+                                                      counts))
 
     def _pieces(self, messages: Sequence[Message], max_tokens: int, temperature: float,
-                stop: Sequence[str] | None, counts: _Counts) -> Iterator[str]:
+                stop: Sequence[str] | None, counts: TextStream) -> Iterator[str]:
         tokenizer, model = self.lm.tokenizer, self.lm.model
         if not getattr(tokenizer, "chat_template", None):
             raise LLMError(f"the tokenizer of {self.name} has no chat template; use an "
@@ -157,7 +154,7 @@ class InProcessLLM:
                                                add_generation_prompt=True)
         ids = tokenizer(str(prompt), return_tensors="pt", add_special_tokens=False).input_ids
         ids = ids.to(self.lm.device)
-        counts.prompt = int(ids.shape[1])
+        counts.prompt_tokens, counts.completion_tokens = int(ids.shape[1]), 0
         tokens, cancel, errors = _TokenQueue(), threading.Event(), []
         run_cancel = current_cancel()  # read here: the generate thread has its own context
         sampling = temperature > 0
@@ -183,7 +180,7 @@ class InProcessLLM:
 
     def _consume(self, work: Any, tokens: _TokenQueue, cancel: threading.Event,
                  errors: list[Exception], stop: Sequence[str] | None,
-                 counts: _Counts) -> Iterator[str]:
+                 counts: TextStream) -> Iterator[str]:
         thread = threading.Thread(target=work, name=f"generate {self.name}", daemon=True)
         thread.start()
         generated: list[int] = []
@@ -194,7 +191,7 @@ class InProcessLLM:
                 if item is _DONE:
                     break
                 generated.extend(item)
-                counts.completion = len(generated)
+                counts.completion_tokens = len(generated)
                 text = self._decode(generated)
                 if text.endswith("\ufffd"):  # half a UTF-8 character: wait for the rest
                     continue
@@ -265,9 +262,15 @@ class OpenAIChatLLM:
                           completion_tokens=int(usage.get("completion_tokens") or 0))
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 512,
-               temperature: float = 0.0, stop: Sequence[str] | None = None) -> Iterator[str]:
-        """The answer piece by piece from the server's event stream."""
+               temperature: float = 0.0, stop: Sequence[str] | None = None) -> TextStream:
+        """The answer piece by piece from the server's event stream. The request asks for
+        usage (``stream_options.include_usage``); a server that sends it fills the
+        stream's token counts, one that does not leaves them ``None``."""
         body = self._body(messages, max_tokens, temperature, stop, True)
+        return TextStream(lambda counts: self._events(body, stop, counts))
+
+    def _events(self, body: dict[str, Any], stop: Sequence[str] | None,
+                counts: TextStream) -> Iterator[str]:
         response = self._send(body, stream=True)
         cut = _StopCut(stop)
         try:
@@ -277,7 +280,12 @@ class OpenAIChatLLM:
                 payload = line[5:].strip()
                 if payload == "[DONE]":
                     break
-                piece = cut.feed(self._delta(payload))
+                event = self._event(payload)
+                usage = event.get("usage")
+                if isinstance(usage, dict):  # the last chunk; others send null or nothing
+                    counts.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                    counts.completion_tokens = int(usage.get("completion_tokens") or 0)
+                piece = cut.feed(self._delta(event, payload))
                 if piece:
                     yield piece
                 if cut.done:
@@ -305,17 +313,28 @@ class OpenAIChatLLM:
                                 "stream": stream}
         if stop:
             body["stop"] = list(stop)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         return body
 
-    def _delta(self, payload: str) -> str:
+    def _event(self, payload: str) -> dict[str, Any]:
+        """One server-sent chunk as a dict; an error event or non-JSON raises."""
         try:
             event = json.loads(payload)
         except ValueError:
             raise LLMError(f"the model server at {self.url} sent an event that is not JSON: "
                            f"{payload[:300]!r}") from None
-        if isinstance(event, dict) and event.get("error"):
+        if not isinstance(event, dict):
+            raise LLMError(f"the model server at {self.url} sent an event that is not an "
+                           f"OpenAI chat chunk: {payload[:300]!r}")
+        if event.get("error"):
             raise LLMError(f"the model server at {self.url} reported an error while streaming: "
                            f"{str(event['error'])[:500]}")
+        return event
+
+    def _delta(self, event: dict[str, Any], payload: str) -> str:
+        if "choices" not in event and "usage" in event:
+            return ""  # a chunk with the usage only
         try:
             choices = event["choices"]
             return str((choices[0].get("delta") or {}).get("content") or "") if choices else ""

@@ -79,7 +79,9 @@ class AgentRun:
         asked: Clarifying questions answered by the responder.
         sub_questions: Nodes of the final plan.
         seconds: Wall time from the first event to the answer.
-        tokens: Model tokens the state counted (the streamed synthesis counts words).
+        tokens: Model tokens as the model reported them.
+        estimated_tokens: Word counts standing in for tokens the model did not report (a
+            streamed final answer from a server that sends no usage).
         timings: Seconds per phase, as the state summed them (``search``: wall time of the
             parallel search waves).
         clarifications: ``{"question", "options", "answer"}`` of each question answered.
@@ -95,6 +97,7 @@ class AgentRun:
     sub_questions: int
     seconds: float
     tokens: int
+    estimated_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     clarifications: tuple[dict[str, Any], ...] = ()
 
@@ -183,6 +186,7 @@ def run_question(session: AgentSession, question: str, *, thread_id: str,
         searches=sum(int(a.get("searches", 0)) for a in answers),
         asked=len(clarifications), sub_questions=len(final.get("plan") or {}),
         seconds=round(seconds, 3), tokens=int(final.get("tokens") or 0),
+        estimated_tokens=int(final.get("estimated_tokens") or 0),
         timings={k: round(float(v), 3) for k, v in (final.get("timings") or {}).items()},
         clarifications=clarifications)
 

@@ -23,8 +23,8 @@ from typing import Protocol, runtime_checkable
 
 from pursuit.indexes.errors import PursuitError
 
-__all__ = ["Completion", "LLMClient", "LLMError", "Message", "ScriptedLLM", "cancel_scope",
-           "current_cancel", "system", "user"]
+__all__ = ["Completion", "LLMClient", "LLMError", "Message", "ScriptedLLM", "TextStream",
+           "cancel_scope", "current_cancel", "system", "user"]
 
 #: The stop flag of the run the current code works for (set by :func:`cancel_scope`).
 _CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
@@ -70,6 +70,41 @@ class Completion:
     completion_tokens: int = 0
 
 
+class TextStream:
+    """A streamed answer: iterate it for the text pieces in order. Once read to the end (or
+    closed), ``prompt_tokens`` and ``completion_tokens`` hold the counts the model reported;
+    ``None`` where it reported none (an HTTP server that sends no usage with a stream).
+
+    Args:
+        produce: Called once with this stream; returns the pieces and may set the counts
+            on the stream while it generates.
+    """
+
+    def __init__(self, produce: Callable[[TextStream], Iterator[str]]) -> None:
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self._pieces = produce(self)
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        """Stop early: a model generating in-process stops at its next token."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def reported_tokens(self) -> int | None:
+        """Prompt plus completion tokens as the model reported them (``None``: not reported)."""
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return self.prompt_tokens + self.completion_tokens
+
+
 @runtime_checkable
 class LLMClient(Protocol):
     """A chat model: the only way agent code reaches an LLM.
@@ -87,8 +122,9 @@ class LLMClient(Protocol):
         ...
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 512,
-               temperature: float = 0.0, stop: Sequence[str] | None = None) -> Iterator[str]:
-        """The answer as text pieces in order; their concatenation is ``complete``'s text."""
+               temperature: float = 0.0, stop: Sequence[str] | None = None) -> TextStream:
+        """The answer as text pieces in order; their concatenation is ``complete``'s text.
+        The stream carries the token counts the model reported, once read to the end."""
         ...
 
 
@@ -113,7 +149,8 @@ class ScriptedLLM:
     Replies are used in order; a callable reply gets the messages and returns the text, so
     a test can answer by what was asked (parallel searchers call in any order). ``calls``
     records every request. Running out of replies raises :class:`LLMError` naming the
-    request, so a test fails loudly instead of hanging.
+    request, so a test fails loudly instead of hanging. Its token counts are word counts
+    (a script has no tokenizer), reported by ``complete`` and by ``stream`` alike.
 
     Args:
         replies: Replies in order.
@@ -149,14 +186,18 @@ class ScriptedLLM:
         return Completion(text, prompt_tokens=prompt, completion_tokens=len(text.split()))
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 512,
-               temperature: float = 0.0, stop: Sequence[str] | None = None) -> Iterator[str]:
-        """The scripted reply, word by word (with its spacing)."""
-        text = self.complete(messages, max_tokens=max_tokens, temperature=temperature,
-                             stop=stop).text
-        start = 0
-        for i, ch in enumerate(text):
-            if ch == " " and i > start:
-                yield text[start:i]
-                start = i
-        if start < len(text):
-            yield text[start:]
+               temperature: float = 0.0, stop: Sequence[str] | None = None) -> TextStream:
+        """The scripted reply, word by word (with its spacing), with ``complete``'s counts."""
+        def pieces(stream: TextStream) -> Iterator[str]:
+            got = self.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                                stop=stop)
+            stream.prompt_tokens, stream.completion_tokens = (got.prompt_tokens,
+                                                              got.completion_tokens)
+            text, start = got.text, 0
+            for i, ch in enumerate(text):
+                if ch == " " and i > start:
+                    yield text[start:i]
+                    start = i
+            if start < len(text):
+                yield text[start:]
+        return TextStream(pieces)

@@ -212,9 +212,15 @@ class Nodes:
         messages = synthesis_prompt(state["question"], notes, state.get("clarifications", []),
                                     self._as_of(state))
         pieces = []
-        for piece in self.llm.stream(messages, max_tokens=self.config.answer_tokens * 2):
+        stream = self.llm.stream(messages, max_tokens=self.config.answer_tokens * 2)
+        for piece in stream:
             pieces.append(piece)
             _emit({"type": "token", "text": piece})
-        text = strip_echo("".join(pieces))
-        tokens = sum(len(n.split()) for n in notes) + len(text.split())  # streams give no counts
-        return {"answer": checked_answer(text, sources, self.tools.store), "tokens": tokens}
+        raw = "".join(pieces)
+        text = strip_echo(raw)
+        out = {"answer": checked_answer(text, sources, self.tools.store)}
+        if stream.reported_tokens is not None:
+            return {**out, "tokens": stream.reported_tokens}
+        # The model sent no counts with its stream: words stand in for tokens, kept apart.
+        words = sum(len(m["content"].split()) for m in messages) + len(raw.split())
+        return {**out, "estimated_tokens": words}

@@ -8,7 +8,8 @@
     {"type": "sources", "node_id", "passages"}       the passages a sub-question read
     {"type": "token", "text"}                        a piece of the final answer
     {"type": "clarify", "question", "options"}       the run paused for the user
-    {"type": "answer", "answer", "plan", "timings", "tokens", "clarifications"}
+    {"type": "answer", "answer", "plan", "timings", "tokens", "estimated_tokens",
+     "clarifications"}
     {"type": "done", "thread_id", "paused"}          always last
 
 A paused thread is resumed with :meth:`AgentSession.resume` on the same thread id; with a
@@ -86,5 +87,6 @@ class AgentSession:
             yield {"type": "answer", "answer": values.get("answer", {}),
                    "plan": values.get("plan", {}), "timings": values.get("timings", {}),
                    "tokens": values.get("tokens", 0),
+                   "estimated_tokens": values.get("estimated_tokens", 0),
                    "clarifications": values.get("clarifications", [])}
         yield {"type": "done", "thread_id": thread_id, "paused": paused}

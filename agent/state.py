@@ -76,7 +76,9 @@ class AgentState(TypedDict, total=False):
         plan: ``{node_id: {"id", "question", "depends_on", "round"}}`` in creation order.
         answers: ``{node_id: sub-answer}`` (see :mod:`pursuit.agent.searcher`).
         round: Planning rounds done.
-        tokens: Model tokens spent (prompt + completion).
+        tokens: Model tokens spent (prompt + completion), as the model reported them.
+        estimated_tokens: Word counts standing in for tokens where the model reported none
+            (a streamed final answer from a server that sends no usage).
         finished: The planner said the plan is complete (or a cap ended it).
         answer: The final answer (see :mod:`pursuit.agent.synthesis`).
         timings: ``{phase: seconds}`` summed over the run; ``search`` is wall time (each
@@ -93,6 +95,7 @@ class AgentState(TypedDict, total=False):
     answers: Annotated[dict[str, Any], merge_answers]
     round: int
     tokens: Annotated[int, operator.add]
+    estimated_tokens: Annotated[int, operator.add]
     finished: bool
     answer: dict[str, Any]
     timings: Annotated[dict[str, float], lambda a, b: {k: a.get(k, 0.0) + b.get(k, 0.0)

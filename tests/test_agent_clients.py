@@ -38,6 +38,7 @@ class FakeServer:
     failures: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
     delay_s: float = 0.0
     raw_reply: str | None = None
+    stream_usage: dict[str, int] | None = None  # sent last in a stream that asks for it
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
@@ -75,6 +76,8 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                     self.end_headers()
                     chunks = [{"choices": [{"delta": {"role": "assistant"}}]}]
                     chunks += [{"choices": [{"delta": {"content": p}}]} for p in fake.pieces]
+                    if fake.stream_usage and body.get("stream_options", {}).get("include_usage"):
+                        chunks.append({"choices": [], "usage": fake.stream_usage})
                     for chunk in chunks:
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
@@ -129,6 +132,20 @@ def test_http_stream_parses_server_sent_events_and_cuts_at_stop(server: FakeServ
     assert llm.complete(MESSAGES, stop=["e."]).text == "Fiv"
     assert [r["stream"] for r in server.requests] == [True, True, False]
     assert server.requests[1]["stop"] == ["e."] and "stop" not in server.requests[0]
+
+
+def test_http_stream_carries_the_usage_the_server_sends(server: FakeServer) -> None:
+    llm = _client(server)
+    plain = llm.stream(MESSAGES)
+    assert "".join(plain) == "Five. Done."
+    assert (plain.prompt_tokens, plain.completion_tokens, plain.reported_tokens) == (
+        None, None, None)
+    server.stream_usage = {"prompt_tokens": 11, "completion_tokens": 4}
+    counted = llm.stream(MESSAGES)
+    assert "".join(counted) == "Five. Done."
+    assert (counted.prompt_tokens, counted.completion_tokens, counted.reported_tokens) == (
+        11, 4, 15)
+    assert [r["stream_options"] for r in server.requests] == [{"include_usage": True}] * 2
 
 
 def test_http_retries_503_then_succeeds(server: FakeServer) -> None:
@@ -234,8 +251,10 @@ def test_in_process_greedy_is_deterministic_and_streams_the_same_text(tiny: InPr
     prompt = tiny.lm.tokenizer.apply_chat_template(TIDES, tokenize=False,
                                                    add_generation_prompt=True)
     assert first.prompt_tokens == len(tiny.lm.tokenizer(prompt).input_ids)
-    pieces = list(tiny.stream(TIDES, max_tokens=24))
+    stream = tiny.stream(TIDES, max_tokens=24)
+    pieces = list(stream)
     assert len(pieces) > 5 and "".join(pieces) == first.text
+    assert (stream.prompt_tokens, stream.completion_tokens) == (first.prompt_tokens, 24)
     assert tiny.name == "tiny" and isinstance(tiny, LLMClient)
 
 

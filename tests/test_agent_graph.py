@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from scripted_agent import AskOnce, ScriptedAgent, role
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer, thread
-from pursuit.agent.llm import ScriptedLLM
-from pursuit.agent.prompts import ANSWERER, PLANNER
+from pursuit.agent.llm import Message, ScriptedLLM, TextStream
+from pursuit.agent.prompts import ANSWERER, PLANNER, SYNTHESISER
 from pursuit.agent.searcher import SearchTools
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc
@@ -74,6 +75,42 @@ def test_plan_fans_out_and_answers_with_global_citations(index: SearchIndex) -> 
     assert answer["sentences"][0]["citations"] == [1, 2]
     assert answer["sentences"][1] == {"text": "He liked sand.", "citations": []}
     assert answer["unsupported"] == 1
+
+
+class Unreported(ScriptedLLM):
+    """A scripted model whose streams carry no token counts, like a server without usage."""
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> TextStream:
+        pieces = super().stream(messages, **options)
+        return TextStream(lambda _: pieces)
+
+
+def words(messages: Sequence[Message]) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
+def test_tokens_are_what_the_model_reports_and_estimates_are_kept_apart(
+        index: SearchIndex) -> None:
+    final = "Dune's author Frank Herbert [1] was born in Tacoma [2]."
+    script = ScriptedAgent(plan=PLAN, answers={"Who wrote Dune?": "Frank Herbert {Dune}.",
+                                               "Where was the author of Dune born?":
+                                                   "In Tacoma {Frank Herbert}."}, final=final)
+    search_tools, config = tools(index)
+    # ScriptedLLM reports word counts as its tokens, for its streams too.
+    reported = ScriptedLLM(default=script)
+    out = build_graph(config, llm=reported, tools=search_tools).invoke(
+        {"question": "Where was the author of Dune born?"}, thread("tokens"))
+    assert out["tokens"] == sum(words(c) + len(script(c).split()) for c in reported.calls)
+    assert out["estimated_tokens"] == 0
+    # Without counts from the stream, the synthesis is estimated in words, apart from tokens.
+    silent = Unreported(default=script)
+    out = build_graph(config, llm=silent, tools=search_tools).invoke(
+        {"question": "Where was the author of Dune born?"}, thread("estimated"))
+    (synthesis,) = [c for c in silent.calls if role(c) == SYNTHESISER]
+    assert out["estimated_tokens"] == words(synthesis) + len(final.split())
+    assert out["tokens"] == sum(words(c) + len(script(c).split()) for c in silent.calls
+                                if role(c) != SYNTHESISER)
+    assert out["answer"]["text"] == final
 
 
 def test_parallel_cap_runs_ready_nodes_in_waves(index: SearchIndex) -> None:
