@@ -65,6 +65,19 @@ def test_candidates_quote_the_results_as_data() -> None:
     assert "at most 3 short strings" in user_msg["content"]
 
 
+def test_candidates_without_results_come_from_the_model_alone() -> None:
+    seen: list[Sequence[Message]] = []
+
+    def reply(messages: Sequence[Message]) -> str:
+        seen.append(messages)
+        return '["the film Heat (1995)", "the band Heat"]'
+    got = candidate_interpretations("heat 1995", [], ScriptedLLM([reply]))
+    assert [c.text for c in got] == ["the film Heat (1995)", "the band Heat"]
+    prompt = seen[0][1]["content"]
+    assert "The search found nothing" in prompt and "Top search results" not in prompt
+    assert "at most 4 short strings" in prompt
+
+
 def test_candidates_fall_back_to_the_question_itself() -> None:
     got = candidate_interpretations("jaguar speed", [], ScriptedLLM(["no idea"]))
     assert got == [Interpretation("I1", "jaguar speed")]
