@@ -6,11 +6,13 @@
 ``build_graph`` wires :class:`~pursuit.agent.nodes.Nodes` into a ``StateGraph`` and compiles
 it with a checkpointer, so a thread paused by a clarifying question resumes later (in the
 same process with :class:`InMemorySaver`, or after a restart with :func:`sqlite_checkpointer`).
+Each question on a thread is a turn; start one with :func:`~pursuit.agent.state.new_turn` as
+the input, so the thread's earlier turn does not add its counts and sub-answers to it.
 
 Example:
     >>> graph = build_graph(AgentConfig(), llm=llm, tools=SearchTools.over(index, AgentConfig()))
     ...                                                              # doctest: +SKIP
-    >>> graph.invoke({"question": "Who wrote Dune?"}, thread("t1"))  # doctest: +SKIP
+    >>> graph.invoke(new_turn("Who wrote Dune?"), thread("t1"))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ class Nodes:
         if not sources:
             text = "I could not find documents that answer this question."
             _emit({"type": "token", "text": text})
-            return {"answer": checked_answer(text, [], None)}
+            return self._finish(state, checked_answer(text, [], None))
         messages = synthesis_prompt(state["question"], notes, state.get("clarifications", []),
                                     self._as_of(state))
         pieces = []
@@ -218,9 +218,15 @@ class Nodes:
             _emit({"type": "token", "text": piece})
         raw = "".join(pieces)
         text = strip_echo(raw)
-        out = {"answer": checked_answer(text, sources, self.tools.store)}
+        out = self._finish(state, checked_answer(text, sources, self.tools.store))
         if stream.reported_tokens is not None:
             return {**out, "tokens": stream.reported_tokens}
         # The model sent no counts with its stream: words stand in for tokens, kept apart.
         words = sum(len(m["content"].split()) for m in messages) + len(raw.split())
         return {**out, "estimated_tokens": words}
+
+    def _finish(self, state: AgentState, answer: dict[str, Any]) -> dict[str, Any]:
+        """The update that ends a turn: its answer, and the turn added to the thread's."""
+        turn = {"question": state["question"], "as_of": self._as_of(state),
+                "clarifications": list(state.get("clarifications", [])), "answer": answer}
+        return {"answer": answer, "turns": [turn]}

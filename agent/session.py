@@ -29,6 +29,7 @@ from typing import Any
 from langgraph.types import Command
 
 from pursuit.agent.graph import thread
+from pursuit.agent.state import new_turn
 
 __all__ = ["AgentSession"]
 
@@ -43,12 +44,15 @@ class AgentSession:
         self.graph = graph
 
     def ask(self, question: str, *, thread_id: str, as_of: str | None = None) -> Iterator[dict[str, Any]]:
-        """Start a run for ``question`` on ``thread_id`` and yield its events."""
+        """Start a turn for ``question`` on ``thread_id`` and yield its events.
+
+        A thread used before gets a new turn: plan, sub-answers, timings, token counts and
+        clarifications start afresh (a question still pending from an earlier turn is
+        dropped); the earlier turns stay in the thread (see :meth:`history`).
+        """
         if not question.strip():
             raise ValueError("the question is empty; type what you want to know")
-        state: dict[str, Any] = {"question": question.strip(), "as_of": as_of, "clarifications": [],
-                 "answers": {}, "plan": {}, "tokens": 0, "round": 0, "timings": {}}
-        yield from self._run(state, thread_id)
+        yield from self._run(new_turn(question.strip(), as_of=as_of), thread_id)
 
     def resume(self, answer: str, *, thread_id: str) -> Iterator[dict[str, Any]]:
         """Answer the pending clarifying question of ``thread_id`` and continue its run."""
@@ -64,7 +68,12 @@ class AgentSession:
         return None
 
     def history(self, thread_id: str) -> dict[str, Any]:
-        """A thread's saved state as plain data (empty when the thread is unknown)."""
+        """A thread's saved state as plain data (empty when the thread is unknown).
+
+        The keys of :class:`~pursuit.agent.state.AgentState` describe the latest turn, plus
+        ``turns``: every finished turn's question, clarifications and answer, oldest first;
+        ``pending`` is the clarifying question the thread waits on, if any.
+        """
         snapshot = self.graph.get_state(thread(thread_id))
         values = dict(snapshot.values or {})
         values["pending"] = self.pending(thread_id)

@@ -14,12 +14,13 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired, TypedDict
 
+from langgraph.types import Overwrite
 from pydantic import BaseModel, ConfigDict, Field
 
 from pursuit.agent.citations import content_words
 
 __all__ = ["AgentState", "DraftNode", "PlanDraft", "PlanReview", "SearchTask", "merge_answers",
-           "merge_plan", "normalise_question", "ready_nodes"]
+           "merge_plan", "new_turn", "normalise_question", "ready_nodes"]
 
 _ID = r"^[A-Za-z0-9_-]{1,24}$"
 
@@ -68,6 +69,10 @@ def merge_answers(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]
 class AgentState(TypedDict, total=False):
     """One thread's state. Every value is plain data.
 
+    A thread holds a conversation: each question asked on it is a turn. Every key but
+    ``turns`` belongs to the turn in progress (the latest one) and starts afresh with each
+    question (see :func:`new_turn`); ``turns`` keeps the finished ones.
+
     Keys:
         question: The user's question.
         clarifications: ``[{"question", "answer", "options"}]`` asked and answered so far.
@@ -85,6 +90,8 @@ class AgentState(TypedDict, total=False):
             wave of parallel searches counts from its first start to its last end).
         search_spans: ``[start, end]`` wall-clock times of the searches of the wave in
             progress; ``review`` books them into ``timings["search"]`` and clears them.
+        turns: The thread's finished turns, oldest first: ``[{"question", "as_of",
+            "clarifications", "answer"}]``, one appended by each synthesis.
     """
 
     question: str
@@ -101,6 +108,25 @@ class AgentState(TypedDict, total=False):
     timings: Annotated[dict[str, float], lambda a, b: {k: a.get(k, 0.0) + b.get(k, 0.0)
                                                       for k in {**a, **b}}]
     search_spans: Annotated[list[list[float]], operator.add]
+    turns: Annotated[list[dict[str, Any]], operator.add]
+
+
+def new_turn(question: str, *, as_of: str | None = None) -> dict[str, Any]:
+    """The graph input that starts a turn for ``question``: every key of the turn written.
+
+    A thread's state outlives a run, and the accumulating keys (``answers``, ``tokens``,
+    ``estimated_tokens``, ``timings``, ``search_spans``) would add a second question's
+    values to the first's; they are written with ``Overwrite``, which their reducers take
+    as a replacement. Only ``turns`` is left alone, so the thread keeps its earlier turns.
+
+    Example:
+        >>> new_turn("Who wrote Dune?")["tokens"].value
+        0
+    """
+    return {"question": question, "as_of": as_of, "clarifications": [], "pending": None,
+            "plan": {}, "answers": Overwrite({}), "round": 0, "tokens": Overwrite(0),
+            "estimated_tokens": Overwrite(0), "finished": False, "answer": {},
+            "timings": Overwrite({}), "search_spans": Overwrite([])}
 
 
 def normalise_question(text: str) -> str:

@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 from langgraph.types import Command
-from scripted_agent import AskOnce, ScriptedAgent, role
+from scripted_agent import AskOnce, ScriptedAgent, question_of, role
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer, thread
 from pursuit.agent.llm import Message, ScriptedLLM, TextStream
 from pursuit.agent.prompts import ANSWERER, PLANNER, SYNTHESISER
 from pursuit.agent.searcher import SearchTools
+from pursuit.agent.session import AgentSession
+from pursuit.agent.state import AgentState, new_turn
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc
 
@@ -247,3 +249,82 @@ def test_config_as_of_applies_when_the_question_has_none(index: SearchIndex) -> 
     out = build_graph(config, llm=llm, tools=search_tools).invoke(
         {"question": "When was Dune Messiah published?"}, thread("cfg-asof"))
     assert "sequel" not in {p["doc_id"] for p in out["answers"]["n1"]["passages"]}
+
+
+FIRST, SECOND = "Where was the author of Dune born?", "What raises the tides?"
+TURNS = ScriptedAgent(
+    plan=lambda q: PLAN if q == FIRST else
+    {"nodes": [{"id": "n1", "question": "What pulls the ocean?", "depends_on": []}]},
+    answers={"Who wrote Dune?": "Frank Herbert {Dune}.",
+             "Where was the author of Dune born?": "In Tacoma {Frank Herbert}.",
+             "What pulls the ocean?": "The moon {Tides}."},
+    final={FIRST: "Frank Herbert [1] was born in Tacoma [2].", SECOND: "The moon [1]."},
+    # The first turn's searchers take 0.4 s each, so its search time cannot hide in the
+    # second turn's timings.
+    hook=lambda kind, q: time.sleep(0.4) if kind == ANSWERER and q != "What pulls the ocean?"
+    else None)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["in-memory", "sqlite-restart"])
+def test_a_second_question_on_a_thread_is_a_new_turn(index: SearchIndex, tmp_path: Path,
+                                                     restart: bool) -> None:
+    search_tools, config = tools(index)
+
+    def session(llm: ScriptedLLM) -> AgentSession:
+        saver = sqlite_checkpointer(tmp_path / "threads.sqlite") if restart else None
+        return AgentSession(build_graph(config, llm=llm, tools=search_tools, checkpointer=saver))
+
+    first_llm = ScriptedLLM(default=TURNS)
+    first = session(first_llm)
+    (a,) = [e for e in first.ask(FIRST, thread_id="T") if e["type"] == "answer"]
+    assert a["timings"]["search"] >= 0.8  # two waves of one 0.4 s searcher
+    # The same session again, or a new one over the same SQLite file (a new process).
+    second_llm = ScriptedLLM(default=TURNS) if restart else first_llm
+    second = session(second_llm) if restart else first
+    asked_before = len(second_llm.calls)
+    events = list(second.ask(SECOND, thread_id="T"))
+    calls = second_llm.calls[asked_before:]
+
+    # The second question was planned and searched itself, not answered from the first's.
+    assert [question_of(c) for c in calls if role(c) == PLANNER] == [SECOND]
+    assert [question_of(c) for c in calls if role(c) == ANSWERER] == ["What pulls the ocean?"]
+    sources = [e for e in events if e["type"] == "sources"]
+    assert [(e["node_id"], e["passages"][0]["doc_id"]) for e in sources] == [("n1", "tides")]
+    (b,) = [e for e in events if e["type"] == "answer"]
+    assert b["answer"]["text"] == "The moon [1]."
+    assert [c["doc_id"] for c in b["answer"]["citations"]] == ["tides"]
+    assert b["plan"] == {"n1": {"id": "n1", "question": "What pulls the ocean?",
+                                "depends_on": [], "round": 1}}
+    # Counters are the second turn's alone (the scripted model reports words as tokens).
+    assert b["tokens"] == sum(words(c) + len(TURNS(c).split()) for c in calls)
+    assert b["tokens"] < a["tokens"] and b["estimated_tokens"] == 0
+    assert set(b["timings"]) == {"clarify", "plan", "search", "review", "synthesize"}
+    assert b["timings"]["search"] < 0.4
+    state = second.history("T")
+    assert (state["question"], state["plan"], list(state["answers"])) == (SECOND, b["plan"], ["n1"])
+    assert state["search_spans"] == [] and state["clarifications"] == []
+    # The thread keeps both turns, in the order they were asked.
+    assert [(t["question"], t["answer"]["text"]) for t in state["turns"]] == [
+        (FIRST, "Frank Herbert [1] was born in Tacoma [2]."), (SECOND, "The moon [1].")]
+
+
+def test_a_new_question_drops_the_question_pending_on_the_thread(index: SearchIndex) -> None:
+    search_tools, _ = tools(index)
+    config = AgentConfig(rerank=None, clarify=True)
+    llm = ScriptedLLM(default=TURNS)
+    session = AgentSession(build_graph(config, llm=llm, tools=search_tools,
+                                       clarifier=AskOnce(about=FIRST)))
+    assert [e["type"] for e in session.ask(FIRST, thread_id="P")][-2:] == ["clarify", "done"]
+    assert session.pending("P") is not None
+    events = list(session.ask(SECOND, thread_id="P"))
+    assert events[-1] == {"type": "done", "thread_id": "P", "paused": False}
+    assert session.pending("P") is None
+    state = session.history("P")
+    assert state["clarifications"] == [] and state["answer"]["text"] == "The moon [1]."
+    # The unanswered first question never finished, so the thread holds one turn.
+    assert [t["question"] for t in state["turns"]] == [SECOND]
+
+
+def test_new_turn_writes_every_key_of_a_turn() -> None:
+    # A key added to the state but not to new_turn would leak from one turn into the next.
+    assert set(new_turn("q")) == set(AgentState.__annotations__) - {"turns"}
