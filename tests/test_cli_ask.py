@@ -48,9 +48,37 @@ def test_ask_json_gives_cited_answer(notes_index: Path, tmp_path: Path,
     assert doc["thread_id"] == "t-1"
     assert set(doc["timings"]) >= {"plan", "search", "synthesize"}
     assert [body["model"] for body in seen] == ["default"] * len(seen)
+    # The server reports usage on plain replies only: those are tokens; the streamed
+    # synthesis is estimated in words (its prompt and its answer), apart from them.
+    (streamed,) = [body for body in seen if body.get("stream")]
+    assert doc["tokens"] == sum(10 + len(REPLY(body["messages"]).split())
+                                for body in seen if not body.get("stream"))
+    assert doc["estimated_tokens"] == (sum(len(m["content"].split())
+                                           for m in streamed["messages"]) + len(FINAL.split()))
     assert "plan n1: What makes the tide?" in err  # the plan shows as it grows
     # The thread was kept on disk under the cache dir.
     assert (tmp_path / "cache" / "threads.sqlite").is_file()
+
+
+def test_ask_twice_on_one_thread_answers_the_second_afresh(
+        notes_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["ask", "Why is there a tide?", "--index", str(notes_index), "--no-clarify",
+            "--rerank", "none", "--json", "--thread", "again"]
+    with chat_server(REPLY) as (url, seen):
+        code, out, err = run([*args, "--llm-url", url], capsys, monkeypatch, tmp_path)
+        assert code == 0, err
+        first, asked = json.loads(out), len(seen)
+        code, out, err = run([*args, "--llm-url", url], capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    second = json.loads(out)
+    # The second run asked the model everything again (plan, search, synthesis), and its
+    # counts are its own, not added to the first run's.
+    assert [b["messages"] for b in seen[asked:]] == [b["messages"] for b in seen[:asked]]
+    assert (second["tokens"], second["estimated_tokens"]) == (first["tokens"],
+                                                              first["estimated_tokens"])
+    assert second["tokens"] > 0 and second["estimated_tokens"] > 0
+    assert second["answer"] == FINAL and second["plan"] == first["plan"]
 
 
 def test_ask_with_the_server_down_says_so(notes_index: Path, tmp_path: Path,

@@ -33,7 +33,11 @@ def agent_llm(settings: Settings) -> LLMClient:
 
 
 def answer_json(question: str, thread_id: str, final: dict[str, Any]) -> dict[str, Any]:
-    """The ``--json`` document of one answered question."""
+    """The ``--json`` document of one answered question.
+
+    ``tokens`` are the counts the model reported; ``estimated_tokens`` are word counts
+    standing in where it reported none (a streamed answer from a server without usage).
+    """
     answer = final["answer"]
     return {"question": question, "thread_id": thread_id, "answer": answer.get("text", ""),
             "citations": [{"n": c["n"], "doc_id": c["doc_id"], "title": c["title"],
@@ -43,7 +47,7 @@ def answer_json(question: str, thread_id: str, final: dict[str, Any]) -> dict[st
             "unsupported_sentences": answer.get("unsupported", 0),
             "plan": list(final["plan"].values()), "clarifications": final["clarifications"],
             "timings": {k: round(v, 3) for k, v in final["timings"].items()},
-            "tokens": final["tokens"]}
+            "tokens": final["tokens"], "estimated_tokens": final["estimated_tokens"]}
 
 
 def _show(event: dict[str, Any], console: Console, plan: dict[str, Any]) -> None:
