@@ -189,6 +189,11 @@ def main() -> None:
     dataset = Dataset("realtimeqa-2022", docs, queries, judged)
     result = compare(rankings, dataset, "dense", measures=("R@5", "nDCG@10"))
     console.print(result.to_table(show_p=True))
+    if "events-trained" in rankings:  # does training beat the parameter-free fusion?
+        pair = {n: rankings[n] for n in ("events", "events-trained")}
+        trained_vs_default = compare(pair, dataset, "events", measures=("R@5", "nDCG@10"))
+        console.print(trained_vs_default.to_table(show_p=True))
+        training["vs_parameter_free"] = trained_vs_default.to_dict()
     ev = systems["events"]
     expansions = ev.expand_batch(queries) if isinstance(ev, EventAwareRetriever) else []
     report = {
