@@ -32,8 +32,9 @@ class AgentConfig:
         max_clarifications: Clarifying questions asked before planning.
         clarify: Ask back when the question is ambiguous (``False`` for unattended runs).
         queries_per_node: Rewritten search queries per sub-question.
-        retrieval: First-stage pipeline text over the index (``None``: hybrid
-            ``0.5*bm25%50 + 0.5*dense%50`` when the index has vectors, else ``bm25%50``).
+        retrieval: First-stage pipeline text over the index (``None``: the hybrid
+            ``0.5*bm25%K + 0.5*events%K`` when the index has an event store,
+            ``0.5*bm25%K + 0.5*dense%K`` when it has vectors, else ``bm25%K``; K = pool_k).
         rerank: Reranker pipeline text applied to the pooled candidates (``"icr"``), or
             ``None`` to keep the first-stage order.
         pool_k: Candidates pooled over a node's queries before reranking.

@@ -68,11 +68,20 @@ class SearchTools:
 
     @classmethod
     def over(cls, index: SearchIndex, config: AgentConfig) -> SearchTools:
-        """Stages over ``index`` from the config's pipeline texts (hybrid when it has vectors)."""
+        """Stages over ``index`` from the config's pipeline texts.
+
+        Without ``config.retrieval`` the first stage is a hybrid of BM25 and the event-aware
+        stage when the index has an event store (better evidence recall on MultiHop-RAG's
+        temporal questions, BENCHMARKS.md), of BM25 and dense when it has vectors, else BM25.
+        """
         stages = index_stages(index, fetch_docs=True) | reranker_stages(index.store)
         k = config.pool_k
-        text = config.retrieval or (f"0.5*bm25%{k} + 0.5*dense%{k}" if index.vectors is not None
-                                    else f"bm25%{k}")
+        if config.retrieval:
+            text = config.retrieval
+        elif "events" in stages:  # an event store beside the index (pursuit events build)
+            text = f"0.5*bm25%{k} + 0.5*events%{k}"
+        else:
+            text = f"0.5*bm25%{k} + 0.5*dense%{k}" if index.vectors is not None else f"bm25%{k}"
         first = parse_pipeline(text, stages)
         reranker = parse_pipeline(config.rerank, stages) if config.rerank else None
         return cls(first, reranker, index.store)

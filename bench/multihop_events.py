@@ -11,7 +11,9 @@ Systems: ``bm25``, ``dense``, and the event-aware stage as ``events`` (the rule-
 detector decides which queries are expanded; events come from the last ``horizon_days``
 or from within ``around_days`` of a date the query names; a query naming dates gets no
 recency bonus), ``events-always`` (every query expanded), ``events-fusion`` (no recency
-at all) and ``events-noanchor`` (no date anchoring). Measures: evidence recall@5 and
+at all) and ``events-noanchor`` (no date anchoring); ``hybrid`` (the agent's first stage,
+``0.5*bm25 + 0.5*dense``) and ``hybrid-events`` (the same with ``events`` in place of
+``dense``), also tested against each other. Measures: evidence recall@5 and
 @10 (``R@5``, ``R@10``: the share of a query's evidence articles in the top k), paired
 t-tests against ``dense`` (Holm-corrected).
 
@@ -108,7 +110,10 @@ def main() -> None:
         "bm25": stages["bm25"]() % d, "dense": stages["dense"]() % d,
         "events": ev(horizon_days=h) % d, "events-always": ev(horizon_days=h, always=True) % d,
         "events-fusion": ev(horizon_days=h, beta=0.0) % d,
-        "events-noanchor": ev(horizon_days=h, around_days=-1.0) % d}
+        "events-noanchor": ev(horizon_days=h, around_days=-1.0) % d,
+        # the agent's first stage (agent.searcher.SearchTools) with and without events
+        "hybrid": 0.5 * (stages["bm25"]() % d) + 0.5 * (stages["dense"]() % d),
+        "hybrid-events": 0.5 * (stages["bm25"]() % d) + 0.5 * (ev(horizon_days=h) % d)}
     rankings, seconds = {}, {}
     for name, system in systems.items():
         t0 = time.perf_counter()
@@ -117,6 +122,9 @@ def main() -> None:
     dataset = Dataset("multihop-rag-temporal", [], queries, qrels)
     result = compare(rankings, dataset, "dense", measures=("R@5", "R@10"))
     console.print(result.to_table(show_p=True))
+    pair = {n: rankings[n] for n in ("hybrid", "hybrid-events")}
+    in_hybrid = compare(pair, dataset, "hybrid", measures=("R@5", "R@10"))
+    console.print(in_hybrid.to_table(show_p=True))
     main_stage = systems["events"]
     expansions = (main_stage.expand_batch(queries)
                   if isinstance(main_stage, EventAwareRetriever) else [])
@@ -129,7 +137,7 @@ def main() -> None:
         "detected": sum(detect(q.text).sensitive for q in queries),
         "naming_dates": sum(bool(mentioned_dates(q.text)) for q in queries),
         "seconds": seconds, "build_seconds": round(build_s, 1),
-        "comparison": result.to_dict()}
+        "comparison": result.to_dict(), "events_in_hybrid": in_hybrid.to_dict()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"{len(queries)} temporal queries; {len(store)} events; "

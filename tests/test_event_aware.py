@@ -154,6 +154,22 @@ def test_registry_and_pipeline_text(index, tmp_path):
     plain.close()
 
 
+def test_the_agent_searches_with_events_when_the_index_has_them(index, tmp_path):
+    from pursuit.agent.config import AgentConfig
+    from pursuit.agent.searcher import SearchTools
+
+    config = AgentConfig(rerank=None, pool_k=3)
+    first = SearchTools.over(index, config).first_stage
+    assert first.name == "0.5*bm25%3 + 0.5*events%3"
+    got = first.search(Query("a", "storm today", {"filter": DocFilter(published_before=day(2))}))
+    assert got.doc_ids() == ["s1", "q1"]  # only these two are dated before day 2
+    plain = SearchIndex.build([Doc("x", "storm")], tmp_path / "plain", source="toy",
+                              encoder=KeywordEncoder(VOCAB))
+    assert SearchTools.over(plain, config).first_stage.name == "0.5*bm25%3 + 0.5*dense%3"
+    assert SearchTools.over(index, AgentConfig(retrieval="bm25%2")).first_stage.name == "bm25%2"
+    plain.close()
+
+
 def _batch(seed: int, b: int = 4, m: int = 3, d: int = 6) -> FusionBatch:
     g = torch.Generator().manual_seed(seed)
     unit = lambda *shape: torch.nn.functional.normalize(torch.randn(*shape, generator=g), dim=-1)  # noqa: E731
