@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pursuit.indexes.docstore import DocStore, to_us
-from pursuit.indexes.events import Event, EventStore
+from pursuit.indexes.event_store import Event, EventStore
 from pursuit.indexes.filters import DocFilter, as_utc
 from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.records import Query, Ranking

@@ -12,7 +12,8 @@ from typing import Any
 
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import IndexError_
-from pursuit.indexes.events import EVENTS_DIR, EventStore, open_event_store
+from pursuit.indexes.event_store import EventStore
+from pursuit.indexes.events import EVENTS_DIR, open_event_store
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.retrievers.bm25 import BM25Retriever

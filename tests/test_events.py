@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 from pursuit.indexes.collection import SearchIndex
-from pursuit.indexes.events import (
-    EventStore,
-    EventStoreError,
-    build_event_store,
-    load_event_store,
-    open_event_store,
-    save_event_store,
-)
+from pursuit.indexes.event_files import EventStoreError, load_event_store, save_event_store
+from pursuit.indexes.event_store import EventStore
+from pursuit.indexes.events import build_event_store, open_event_store
 from pursuit.indexes.records import Doc
 from pursuit.retrievers.encoders import KeywordEncoder
 
