@@ -4,7 +4,7 @@ The planner, the searchers, the clarifier and the synthesiser talk to a model on
 :class:`LLMClient`: ``complete(messages) -> Completion`` and ``stream(messages)`` yielding
 text pieces. Implementations: the in-process model (:mod:`pursuit.agent.clients`, the
 packaged Qwen2.5-Coder-1.5B by default), any OpenAI-compatible HTTP server
-(:mod:`pursuit.agent.clients`), and :class:`ScriptedLLM` for tests.
+(:mod:`pursuit.agent.http_llm`), and :class:`ScriptedLLM` for tests.
 
 Example:
     >>> llm = ScriptedLLM(["Paris."])

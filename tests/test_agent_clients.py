@@ -1,7 +1,7 @@
-"""agent.clients: the OpenAI-compatible client against a real local HTTP server (plain and
-streamed answers, retries, refusals, an unreachable port, a timeout) and the in-process
-model on a tiny random Qwen2 (determinism, streaming, token bounds, stop strings, threads);
-one check with the packaged Qwen2.5-Coder-0.5B."""
+"""agent.http_llm and agent.clients: the OpenAI-compatible client against a real local HTTP
+server (plain and streamed answers, retries, refusals, an unreachable port, a timeout) and
+the in-process model on a tiny random Qwen2 (determinism, streaming, token bounds, stop
+strings, threads); one check with the packaged Qwen2.5-Coder-0.5B."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import torch
 
-from pursuit.agent.clients import InProcessLLM, OpenAIChatLLM, _model_lock, load_llm
+from pursuit.agent.clients import InProcessLLM, _model_lock, load_llm
+from pursuit.agent.http_llm import OpenAIChatLLM
 from pursuit.agent.llm import LLMClient, LLMError, system, user
 from pursuit.retrievers.llm import wrap_causal_lm
 
