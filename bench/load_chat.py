@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,6 @@ from pursuit.agent.llm import ScriptedLLM
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
-from pursuit.indexes.records import Doc
 from pursuit.ui.chatagent import ChatAgent
 from pursuit.ui.server import create_app
 from pursuit.ui.settings import Settings
@@ -54,17 +52,9 @@ from pursuit.ui.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 # The scripted model is the tests' own (tests/scripted_agent.py), not part of the package.
 sys.path.append(str(ROOT / "tests"))
-from scripted_agent import ScriptedAgent  # noqa: E402
+from scripted_agent import CORPUS, ScriptedAgent  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only, by design
-DOCS = [
-    Doc("dune", "Dune is a 1965 science fiction novel written by Frank Herbert.", title="Dune",
-        published_at=datetime(2020, 1, 1, tzinfo=UTC)),
-    Doc("herbert", "Frank Herbert was born in Tacoma, Washington, in 1920.",
-        title="Frank Herbert", published_at=datetime(2020, 1, 2, tzinfo=UTC)),
-    Doc("tides", "The moon's gravity raises the ocean tides twice a day.", title="Tides",
-        published_at=datetime(2020, 1, 3, tzinfo=UTC)),
-]
 PLAN = {"nodes": [{"id": "n1", "question": "Who wrote Dune?", "depends_on": []},
                   {"id": "n2", "question": "Where was Frank Herbert born?", "depends_on": []}]}
 FINAL = "Dune was written by Frank Herbert [1], who was born in Tacoma [2]."
@@ -185,7 +175,7 @@ def main() -> None:
         parser.error("--chats must be 1..500 and --concurrency 1..32")
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
-        SearchIndex.build(DOCS, Path(tmp) / "idx", source="load-chat").close()
+        SearchIndex.build(CORPUS, Path(tmp) / "idx", source="load-chat").close()
         settings = Settings(cache_dir=Path(tmp), index=str(Path(tmp) / "idx"),
                             threads=str(Path(tmp) / "threads.sqlite"),
                             max_runs=args.concurrency)

@@ -4,7 +4,9 @@ The agent sends each kind of request with its own system prompt (planner, query 
 reviewer, searcher's answerer, synthesiser; see :mod:`pursuit.agent.prompts`), and every
 prompt names its question inside ``<question>`` tags. :class:`ScriptedAgent` answers each
 kind from fixed texts, so the graph, the CLI, the web server and the load benchmark run a
-whole turn exactly and fast. :class:`AskOnce` is the matching scripted clarifier.
+whole turn exactly and fast. :class:`AskOnce` is the matching scripted clarifier, and
+:data:`CORPUS` the documents those scripts are written about (a file that needs more adds
+its own, e.g. ``[*CORPUS, SEQUEL]``).
 
 Imported as a plain module, like ``chat_server`` and ``tiny_lm``: pytest puts ``tests/`` on
 ``sys.path``; ``bench/load_chat.py`` adds it itself.
@@ -22,16 +24,31 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pursuit.agent.llm import Message
 from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
+from pursuit.indexes.records import Doc
 
-__all__ = ["AskOnce", "ScriptedAgent", "cite_titles", "question_of", "role"]
+__all__ = ["CORPUS", "SEQUEL", "AskOnce", "ScriptedAgent", "cite_titles", "question_of", "role"]
 
 Plan = Mapping[str, Any]
 #: Called before each reply with ``(system prompt, question)``: may block, sleep or raise.
 Hook = Callable[[str, str], object]
+
+#: Who wrote Dune, where he was born, and an unrelated passage on tides (2020-01-01 to 03).
+CORPUS = (
+    Doc("dune", "Dune is a 1965 science fiction novel written by Frank Herbert.", title="Dune",
+        published_at=datetime(2020, 1, 1, tzinfo=UTC)),
+    Doc("herbert", "Frank Herbert was born in Tacoma, Washington, in 1920.",
+        title="Frank Herbert", published_at=datetime(2020, 1, 2, tzinfo=UTC)),
+    Doc("tides", "The moon's gravity raises the ocean tides twice a day.", title="Tides",
+        published_at=datetime(2020, 1, 3, tzinfo=UTC)),
+)
+#: A document published long after :data:`CORPUS`, for checks of ``as_of`` / date filters.
+SEQUEL = Doc("sequel", "Dune Messiah, the sequel, was published in 1969 by Frank Herbert.",
+             title="Dune Messiah", published_at=datetime(2024, 6, 1, tzinfo=UTC))
 
 _PASSAGE = re.compile(r'<passage n="(\d+)" title="([^"]*)"')
 

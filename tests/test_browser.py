@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scripted_agent import AskOnce, Hook, ScriptedAgent
+from scripted_agent import CORPUS, AskOnce, Hook, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
@@ -48,12 +48,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOSTILE = ("Zanzibar marmalade forum: <script>alert(1)</script> and "
            "<img src=x onerror=\"alert(2);window.__pwned=1\"> zanzibar marmalade.")
 DOCS = [
-    Doc("dune", "Dune is a 1965 science fiction novel written by Frank Herbert.", title="Dune",
-        published_at=datetime(2020, 1, 1, tzinfo=UTC)),
-    Doc("herbert", "Frank Herbert was born in Tacoma, Washington, in 1920.",
-        title="Frank Herbert", published_at=datetime(2020, 1, 2, tzinfo=UTC)),
-    Doc("tides", "The moon's gravity raises the ocean tides twice a day.", title="Tides",
-        published_at=datetime(2020, 1, 3, tzinfo=UTC)),
+    *CORPUS,
     Doc("zanzibar", HOSTILE, title="<b>Zanzibar</b> forum",
         published_at=datetime(2021, 5, 6, tzinfo=UTC)),
 ]

@@ -8,14 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from scripted_agent import AskOnce, Hook, ScriptedAgent
+from scripted_agent import CORPUS, SEQUEL, AskOnce, Hook, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
@@ -24,22 +23,12 @@ from pursuit.agent.prompts import PLANNER, REVIEWER, SYNTHESISER
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
-from pursuit.indexes.records import Doc
 from pursuit.ui import server as server_module
 from pursuit.ui.chatagent import ChatAgent
 from pursuit.ui.server import create_app
 from pursuit.ui.settings import Settings
 
-DOCS = [
-    Doc("dune", "Dune is a 1965 science fiction novel written by Frank Herbert.", title="Dune",
-        published_at=datetime(2020, 1, 1, tzinfo=UTC)),
-    Doc("herbert", "Frank Herbert was born in Tacoma, Washington, in 1920.",
-        title="Frank Herbert", published_at=datetime(2020, 1, 2, tzinfo=UTC)),
-    Doc("tides", "The moon's gravity raises the ocean tides twice a day.", title="Tides",
-        published_at=datetime(2020, 1, 3, tzinfo=UTC)),
-    Doc("sequel", "Dune Messiah, the sequel by Frank Herbert, was published in 1969.",
-        title="Dune Messiah", published_at=datetime(2024, 6, 1, tzinfo=UTC)),
-]
+DOCS = [*CORPUS, SEQUEL]
 PLAN = {"nodes": [{"id": "n1", "question": "Who wrote Dune?", "depends_on": []}]}
 FINAL = "Frank Herbert wrote Dune [1]."
 

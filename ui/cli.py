@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,10 +62,7 @@ def index(
     settings = _settings(encoder=encoder, factory=factory)
     index = build_index(source, out, settings=settings, dense=dense,
                         fields=_pairs(field, "--field"), console=console)
-    summary = _index_summary(index)
-    index.close()
-    _emit(summary) if as_json else console.print(f"[green]Indexed[/] {summary['n_docs']:,} "
-                                                 f"documents into {out}")
+    _close_and_report(index, as_json, lambda n: f"[green]Indexed[/] {n:,} documents into {out}")
 
 
 @app.command()
@@ -78,9 +76,7 @@ def add(
     from pursuit.ui.indexing import add_documents
 
     index = add_documents(index_dir, source, fields=_pairs(field, "--field"), console=console)
-    summary = _index_summary(index)
-    index.close()
-    _emit(summary) if as_json else console.print(f"[green]Index now holds[/] {summary['n_docs']:,} documents")
+    _close_and_report(index, as_json, lambda n: f"[green]Index now holds[/] {n:,} documents")
 
 
 @app.command()
@@ -93,10 +89,8 @@ def delete(
     from pursuit.indexes.collection import SearchIndex
 
     index = SearchIndex.open(index_dir).delete(ids)
-    summary = _index_summary(index)
-    index.close()
-    _emit(summary) if as_json else console.print(f"[green]Deleted[/] {len(ids)}; "
-                                                 f"{summary['n_docs']:,} documents left")
+    _close_and_report(index, as_json,
+                      lambda n: f"[green]Deleted[/] {len(ids)}; {n:,} documents left")
 
 
 @app.command()
@@ -356,6 +350,14 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
             raise PursuitError(f"{flag} expects KEY=VALUE, got {value!r}")
         pairs[key.strip()] = rest.strip()
     return pairs
+
+
+def _close_and_report(index: Any, as_json: bool, message: Callable[[int], str]) -> None:
+    """Close ``index`` after a change and report it: its summary as JSON with ``--json``,
+    else ``message(number of documents)``."""
+    summary = _index_summary(index)
+    index.close()
+    _emit(summary) if as_json else console.print(message(summary["n_docs"]))
 
 
 def _index_summary(index: Any) -> dict[str, Any]:
