@@ -194,7 +194,13 @@ def test_committed_artifact_loads() -> None:
     for name in ("train", "dev"):
         assert len(data["calibration_data"]["files"][f"clariq/{name}.tsv"]) == 64
     assert data["command"].startswith(CALIBRATE_COMMAND)
-    assert set(cal["heldout_clariq_dev"]) == {"0", "1", "2"}
+    assert set(cal["heldout"]) == {"clariq", "interactcomp"}
+    assert all(set(cal["heldout"][name]) == {"0", "1", "2"} for name in cal["heldout"])
+    inter = data["interactcomp"]
+    assert inter["calibrated"] is True and len(inter["file_sha256"]) == 64
+    assert cal["n_by_dataset"]["interactcomp"] == len(inter["tasks_calibrating"]) > 0
+    assert not set(inter["tasks_calibrating"]) & set(inter["tasks_heldout"])
+    assert sum(cal["n_by_dataset"].values()) == cal["n"]["0"]
 
 
 def test_load_errors_name_the_calibration_command(tmp_path: Path) -> None:
