@@ -13,7 +13,16 @@ final losses are copied from the checkpoint's ``pursuit-llmql.json``; when ``--t
 does not exist yet it is trained here first (``--train-max-steps`` caps each stage) and
 timed. Writes ``bench/results/llmql_scifact.json`` (``-smoke`` with a subset).
 
-Full run (the training is the long part: hours on 2 CPU cores for the 0.5B, minutes on a GPU)::
+The recorded CPU run (SmolLM2-135M, about 47 min of training and 75 min of evaluation on 2
+cores; BENCHMARKS.md)::
+
+    HF_HUB_OFFLINE=1 .venv/bin/pursuit train llm-ql ../shared/data/beir-scifact \\
+        --out runs/llmql-smollm2 --model smollm2-135m --max-doc-tokens 256 \\
+        --stage1-lr 5e-5 --stage2-lr 5e-5 --stage2-epochs 1 --hard-negatives 1 --device cpu
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/llmql_scifact.py --trained runs/llmql-smollm2/model \\
+        --threads 2
+
+Larger run (the training is the long part: hours on 2 CPU cores for the 0.5B, minutes on a GPU)::
 
     nice .venv/bin/pursuit train llm-ql ../shared/data/beir-scifact --out runs/llmql-0.5b \\
         --model qwen2.5-coder-0.5b --device auto
