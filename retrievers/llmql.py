@@ -58,6 +58,10 @@ from pursuit.retrievers.llmql_train import (
 
 #: Config fields that may change when a run is resumed (they do not change the result).
 RUNTIME_FIELDS = ("device", "save_every")
+#: Settings only stage 2 reads: they may change when a run resumes at the start of stage 2
+#: (stage 1 finished, stage 2 not begun), e.g. to fit stage 2 to the time left.
+STAGE2_FIELDS = ("stage2_epochs", "stage2_batch_size", "stage2_lr", "temperature",
+                 "hard_negatives")
 
 
 @dataclass(frozen=True)
@@ -172,18 +176,36 @@ class TrainResult:
     train_s: float = 0.0
 
 
+def _at_stage2_start(out: Path) -> bool:
+    """Whether the run's last checkpoint is stage 2, step 0 (stage 1 done, stage 2 not begun)."""
+    resume = latest_checkpoint(out)
+    if resume is None:
+        return False
+    state = json.loads((resume / "state.json").read_text())
+    return bool(state.get("stage") == 2 and state.get("step") == 0)
+
+
 def _check_config(out: Path, config: LLMQLConfig) -> None:
     path = out / "config.json"
     wanted = json.loads(json.dumps(config.fingerprint()))  # tuples as lists, like on disk
-    if path.is_file():
-        have = json.loads(path.read_text())
-        diff = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
-        if diff:
-            raise PursuitError(f"{out} holds a run with other settings ({', '.join(diff)} "
-                               "differ); rerun with the same settings to resume, or use "
-                               "another --out")
-    else:
+    if not path.is_file():
         path.write_text(json.dumps(wanted, indent=1) + "\n")
+        return
+    have = json.loads(path.read_text())
+    changes = have.pop("stage2_changes", [])  # earlier changes between the stages
+    diff = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
+    if not diff:
+        return
+    if set(diff) <= set(STAGE2_FIELDS) and _at_stage2_start(out):
+        changes.append({k: {"was": have.get(k), "now": wanted.get(k)} for k in diff})
+        tmp = out / ".config.json.tmp"
+        tmp.write_text(json.dumps(wanted | {"stage2_changes": changes}, indent=1) + "\n")
+        tmp.replace(path)
+        return
+    hint = (f"; stage-2 settings ({', '.join(STAGE2_FIELDS)}) may change only between the "
+            "stages" if set(diff) <= set(STAGE2_FIELDS) else "")
+    raise PursuitError(f"{out} holds a run with other settings ({', '.join(diff)} differ)"
+                       f"{hint}; rerun with the same settings to resume, or use another --out")
 
 
 def _negatives(out: Path, config: LLMQLConfig, dataset: Dataset,
@@ -204,8 +226,9 @@ def train_llmql(config: LLMQLConfig, dataset: Dataset, out: str | Path, *,
     """Train (or resume training) an LLM-QL retriever into ``out``.
 
     Args:
-        config: The run's settings; a resumed run must use the same ones (apart from
-            :data:`RUNTIME_FIELDS`).
+        config: The run's settings; a resumed run must use the same ones, apart from
+            :data:`RUNTIME_FIELDS`, and :data:`STAGE2_FIELDS` when it resumes at the start
+            of stage 2 (the change is recorded in ``config.json``).
         dataset: Training split (queries, qrels, corpus), e.g. ``read_beir(p, "train")``.
         out: Output folder (created; a checkpoint there is resumed).
         lm: An already loaded model to train in place (tests); default: load

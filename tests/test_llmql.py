@@ -223,6 +223,29 @@ def test_resumed_run_takes_exactly_the_uninterrupted_steps(tmp_path: Path) -> No
     assert a.base_model == "tiny" and a.prompts["passage"] == CONFIG.passage_prompt
 
 
+def test_stage2_settings_may_change_only_between_the_stages(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    part = train_llmql(CONFIG, TOY, run, lm=lm("sdpa"), stop_after=3)  # all of stage 1
+    assert (part.stage, part.step) == (2, 0)
+    assert (run / "latest").read_text() == "ckpt-s2-0000000\n"
+    changed = LLMQLConfig(**{**CONFIG.__dict__, "hard_negatives": 0, "stage2_lr": 5e-4})
+    with pytest.raises(PursuitError,
+                       match=r"\(hard_negatives, seed, stage2_lr differ\); rerun with the same"):
+        train_llmql(LLMQLConfig(**{**changed.__dict__, "seed": 5}), TOY, run)
+    done = train_llmql(changed, TOY, run, lm=lm("sdpa"), stop_after=1)
+    assert (done.stage, done.step) == (2, 1)
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["hard_negatives"] == 0 and recorded["stage2_lr"] == 5e-4
+    assert recorded["stage2_changes"] == [{
+        "hard_negatives": {"was": CONFIG.hard_negatives, "now": 0},
+        "stage2_lr": {"was": CONFIG.stage2_lr, "now": 5e-4}}]
+    with pytest.raises(PursuitError, match=r"\(temperature differ\); stage-2 settings .* may "
+                                           r"change only between the stages"):
+        train_llmql(LLMQLConfig(**{**changed.__dict__, "temperature": 0.5}), TOY, run)
+    rest = train_llmql(changed, TOY, run, lm=lm("sdpa"))  # the recorded settings resume
+    assert rest.finished and len(rest.losses["1"]) == 3
+
+
 @pytest.mark.data
 def test_scifact_train_split_gives_919_pairs(shared_data: Path) -> None:
     pairs = training_pairs(read_beir(shared_data / "beir-scifact", "train"))
