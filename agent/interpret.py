@@ -119,8 +119,8 @@ def candidate_interpretations(question: str, hits: Sequence[Any], llm: LLMClient
     The results' titles and snippets go to the model as a quoted JSON list (data, never
     instructions); with no results the model names candidates from its own knowledge
     (InteractComp's riddles, a search that found nothing). When the reply holds no usable
-    list, the question itself is the only
-    interpretation, so the clarify node answers instead of asking.
+    list, the question itself is the only interpretation, so the clarify node answers
+    instead of asking.
 
     Args:
         question: The user's question.
