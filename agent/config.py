@@ -27,6 +27,9 @@ class AgentConfig:
     Attributes:
         max_rounds: Planning rounds (the first plan plus extensions).
         max_nodes: Sub-questions in the whole plan; extra proposed nodes are dropped.
+        plan_nodes: Sub-questions the first plan may hold (review rounds may add more, up
+            to ``max_nodes``). Small planners fill whatever room they are given with
+            restatements, each a search and a model answer, so the first plan is kept short.
         max_parallel: Search nodes dispatched at once.
         max_tokens: Model tokens (prompt + completion) for the whole run.
         max_clarifications: Clarifying questions asked before planning.
@@ -46,6 +49,7 @@ class AgentConfig:
 
     max_rounds: int = 2
     max_nodes: int = 6
+    plan_nodes: int = 4
     max_parallel: int = 3
     max_tokens: int = 40_000
     max_clarifications: int = 1
@@ -60,8 +64,8 @@ class AgentConfig:
     as_of: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_rounds", "max_nodes", "max_parallel", "max_tokens", "queries_per_node",
-                     "pool_k", "read_k", "passage_chars", "answer_tokens"):
+        for name in ("max_rounds", "max_nodes", "plan_nodes", "max_parallel", "max_tokens",
+                     "queries_per_node", "pool_k", "read_k", "passage_chars", "answer_tokens"):
             if getattr(self, name) < 1:
                 raise PursuitError(f"agent setting {name} must be at least 1, "
                                    f"got {getattr(self, name)}")

@@ -117,8 +117,9 @@ class Nodes:
     def plan(self, state: AgentState) -> dict[str, Any]:
         """The first plan: a validated DAG of sub-questions (the question itself on failure)."""
         cfg = self.config
+        room = min(cfg.plan_nodes, cfg.max_nodes)
         messages = plan_prompt(state["question"], state.get("clarifications", []),
-                               self._as_of(state), cfg.max_nodes)
+                               self._as_of(state), room)
         tokens = 0
         try:
             got = structured(self.llm, messages, PlanDraft, retries=2, max_tokens=400)
@@ -126,7 +127,7 @@ class Nodes:
             nodes = got.value.nodes
         except StructuredOutputError:
             nodes = [DraftNode(id="n1", question=state["question"][:300])]
-        plan = merge_plan({}, nodes, round_=1, max_nodes=cfg.max_nodes)
+        plan = merge_plan({}, nodes, round_=1, max_nodes=room)
         _emit({"type": "plan", "plan": plan})
         return {"plan": plan, "round": 1, "tokens": tokens, "finished": False}
 
@@ -144,7 +145,8 @@ class Nodes:
             parents = [{k: answers[p][k] for k in ("node_id", "question", "answer")}
                        for p in node["depends_on"]]
             sends.append(Send("search", {"node_id": node_id, "question": node["question"],
-                                         "parents": parents, "as_of": self._as_of(state)}))
+                                         "parents": parents, "as_of": self._as_of(state),
+                                         "root": state["question"]}))
         return sends
 
     def search(self, task: SearchTask) -> dict[str, Any]:

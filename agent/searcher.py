@@ -1,7 +1,7 @@
 """A searcher: one sub-question in, a cited sub-answer out (MindSearch's WebSearcher).
 
-rewrite into a few queries -> first-stage retrieval for each (hybrid by default, with the
-"as of" filter) -> pool by reciprocal rank -> attention rerank -> read the best window of
+rewrite into a few queries (plus the user's whole question) -> first-stage retrieval for
+each (hybrid by default, with the "as of" filter) -> pool by reciprocal rank -> attention rerank -> read the best window of
 the top passages -> answer with ``[n]`` citations that point at those passages.
 
 A node may run zero searches (a sub-question whose queries all fail to retrieve anything
@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -42,6 +43,9 @@ __all__ = ["SearchTools", "as_of_filter", "best_window", "pool", "search_subques
 
 _WORD = re.compile(r"\w+")
 _RRF_K = 60
+#: Share of a searcher's pool kept for hits of the user's whole question that the
+#: sub-question's own queries missed.
+CONTEXT_SHARE = 0.25
 
 
 class Queries(BaseModel):
@@ -92,17 +96,32 @@ def as_of_filter(as_of: str | None) -> DocFilter | None:
     return DocFilter(published_before=as_utc(as_of)) if as_of else None
 
 
-def pool(rankings: Sequence[Ranking], query: Query, k: int) -> Ranking:
-    """The top ``k`` of several rankings by reciprocal rank fusion, with their documents."""
+def pool(rankings: Sequence[Ranking], query: Query, k: int, context: Ranking | None = None,
+         reserve: int = 0) -> Ranking:
+    """The top ``k`` of several rankings by reciprocal rank fusion, with their documents.
+
+    With ``context``, the last ``reserve`` places go to the best of its hits that the fused
+    top ``k - reserve`` lacks (in ``context``'s order), so a background search can add
+    candidates without reordering the ones the rankings agree on.
+    """
     scores: dict[str, float] = {}
     docs: dict[str, Doc] = {}
+    for ranking in [*rankings, *([context] if context is not None else [])]:
+        for hit in ranking:
+            if hit.doc is not None:
+                docs[hit.doc_id] = hit.doc
     for ranking in rankings:
         for rank, hit in enumerate(ranking, start=1):
             scores[hit.doc_id] = scores.get(hit.doc_id, 0.0) + 1.0 / (_RRF_K + rank)
-            if hit.doc is not None:
-                docs[hit.doc_id] = hit.doc
     fused = Ranking.from_scores(query, scores.items(), pipeline="rrf(queries)", docs=docs)
-    return fused.top(k)
+    if context is None or reserve <= 0:
+        return fused.top(k)
+    head = fused.doc_ids()[:max(k - reserve, 0)]
+    extra = [d for d in context.doc_ids() if d not in set(head)][:reserve]
+    rest = [d for d in fused.doc_ids() if d not in set(head) | set(extra)]
+    order = [*head, *extra, *rest][:k]
+    return Ranking.from_scores(query, [(d, float(len(order) - i)) for i, d in enumerate(order)],
+                               pipeline="rrf(queries)+context", docs=docs)
 
 
 def best_window(text: str, question: str, chars: int) -> str:
@@ -145,6 +164,20 @@ def _queries(llm: LLMClient, task: SearchTask, n: int) -> tuple[list[str], int]:
     return out, tokens
 
 
+def _context_query(task: SearchTask, queries: Sequence[str]) -> str | None:
+    """The user's whole question, when it is not already among ``queries``.
+
+    It is searched too because a sub-question often drops the context that makes it
+    findable ("Which executive was promoted?" without "Apple"); its best hits take the last
+    quarter of the pool (:data:`CONTEXT_SHARE`), and the reranker orders the pool for the
+    sub-question, so only passages that serve the sub-question are read.
+    """
+    root = (task.get("root") or "").strip()
+    if not root or normalise_question(root) in {normalise_question(q) for q in queries}:
+        return None
+    return root
+
+
 def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
                        config: AgentConfig, as_of: str | None = None) -> dict[str, Any]:
     """Answer one sub-question with citations to passages it read.
@@ -156,12 +189,16 @@ def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
     """
     started = time.perf_counter()
     queries, tokens = _queries(llm, task, config.queries_per_node)
+    root = _context_query(task, queries)
     flt = as_of_filter(as_of)
     meta: Mapping[str, Any] = {"filter": flt} if flt else {}
+    searched = [*queries, *([root] if root else [])]
     rankings = [tools.first_stage.search(Query(f"{task['node_id']}-{i}", q, meta))
-                for i, q in enumerate(queries)]
+                for i, q in enumerate(searched)]
     question = Query(task["node_id"], task["question"], meta)
-    candidates = pool(rankings, question, config.pool_k)
+    context = rankings[len(queries)] if root else None
+    candidates = pool(rankings[:len(queries)], question, config.pool_k, context,
+                      reserve=math.ceil(config.pool_k * CONTEXT_SHARE))
     if tools.reranker is not None and len(candidates) > 1:
         candidates = tools.reranker.transform(question, candidates)
     hits = candidates.top(config.read_k)
@@ -184,5 +221,5 @@ def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
     else:
         answer = "The documents do not say."
     return {"node_id": task["node_id"], "question": task["question"], "answer": answer,
-            "passages": passages, "queries": queries, "searches": len(rankings),
+            "passages": passages, "queries": searched, "searches": len(rankings),
             "tokens": tokens, "seconds": round(time.perf_counter() - started, 3)}

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from langgraph.types import Overwrite
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pursuit.agent.citations import content_words
 
 __all__ = ["AgentState", "DraftNode", "PlanDraft", "PlanReview", "SearchTask", "merge_answers",
-           "merge_plan", "new_turn", "normalise_question", "ready_nodes"]
+           "merge_plan", "new_turn", "normalise_question", "ready_nodes", "same_question"]
 
 _ID = r"^[A-Za-z0-9_-]{1,24}$"
 
@@ -35,12 +35,38 @@ class DraftNode(BaseModel):
     depends_on: list[str] = Field(default_factory=list, max_length=8)
 
 
+def _valid_nodes(items: Any) -> Any:
+    """The drafted nodes that validate, when at least one does (else ``items`` unchanged,
+    so the validation error names what is wrong).
+
+    Small models pad a plan with a run-on restatement of the whole question (over the
+    length limit) or a node with an unknown key; dropping that node keeps the rest of the
+    plan instead of re-asking the model for all of it, which costs minutes on a CPU.
+    """
+    if not isinstance(items, list):
+        return items
+    kept = []
+    for item in items:
+        try:
+            kept.append(DraftNode.model_validate(item))
+        except ValidationError:
+            continue
+    return kept[:12] if kept else items
+
+
 class PlanDraft(BaseModel):
-    """The planner's first plan: atomic sub-questions with their dependencies."""
+    """The planner's first plan: atomic sub-questions with their dependencies (nodes that
+    do not validate are dropped while at least one does)."""
 
     model_config = ConfigDict(extra="forbid")
 
     nodes: list[DraftNode] = Field(min_length=1, max_length=12)
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def drop_invalid_nodes(cls, items: Any) -> Any:
+        """Keep the nodes that validate (see :func:`_valid_nodes`)."""
+        return _valid_nodes(items)
 
 
 class PlanReview(BaseModel):
@@ -49,16 +75,24 @@ class PlanReview(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     finish: bool
-    add: list[DraftNode] = Field(default_factory=list, max_length=8)
+    add: list[DraftNode] = Field(default_factory=list, max_length=12)
+
+    @field_validator("add", mode="before")
+    @classmethod
+    def drop_invalid_nodes(cls, items: Any) -> Any:
+        """Keep the nodes that validate (see :func:`_valid_nodes`)."""
+        return _valid_nodes(items)
 
 
 class SearchTask(TypedDict):
-    """What one search node receives: its sub-question and its parents' answers."""
+    """What one search node receives: its sub-question, its parents' answers and the
+    user's question (``root``), which the searcher also searches for context."""
 
     node_id: str
     question: str
     parents: list[dict[str, Any]]
     as_of: NotRequired[str | None]
+    root: NotRequired[str]
 
 
 def merge_answers(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
@@ -139,11 +173,22 @@ def normalise_question(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
+def same_question(a: str, b: str, *, overlap: float = 0.8) -> bool:
+    """Whether two :func:`normalise_question` forms ask the same thing: equal, or sharing
+    at least ``overlap`` of their combined content words (Jaccard), which catches a small
+    model's restatements ("What executive is promoted ...?" with or without "recently")."""
+    if a == b:
+        return True
+    left, right = set(a.split()), set(b.split())
+    return bool(left and right) and len(left & right) >= overlap * len(left | right)
+
+
 def merge_plan(plan: Mapping[str, Mapping[str, Any]], draft: list[DraftNode], *, round_: int,
                max_nodes: int) -> dict[str, dict[str, Any]]:
     """``plan`` extended by ``draft``: stable ids, duplicates merged, bad edges dropped.
 
-    A drafted node whose question duplicates an existing one is merged into it (edges to
+    A drafted node whose question duplicates an existing one (:func:`same_question`) is
+    merged into it (edges to
     the draft id point at the existing node); a drafted id that is already taken gets a
     fresh one; dependencies on unknown ids, on itself or that would close a cycle are
     dropped (a node is only added after all of its kept parents); nodes beyond
@@ -156,12 +201,13 @@ def merge_plan(plan: Mapping[str, Mapping[str, Any]], draft: list[DraftNode], *,
         ['a']
     """
     merged = {k: dict(v) for k, v in plan.items()}
-    by_text = {normalise_question(v["question"]): k for k, v in merged.items()}
+    known = [(normalise_question(v["question"]), k) for k, v in merged.items()]
     alias: dict[str, str] = {}
     for node in _parents_first(draft):
         key = normalise_question(node.question)
-        if key in by_text:
-            alias[node.id] = by_text[key]
+        same = next((k for text, k in known if same_question(key, text)), None)
+        if same is not None:
+            alias[node.id] = same
             continue
         if len(merged) >= max_nodes:
             continue
@@ -178,7 +224,7 @@ def merge_plan(plan: Mapping[str, Mapping[str, Any]], draft: list[DraftNode], *,
                 parents.append(target)
         merged[new_id] = {"id": new_id, "question": node.question.strip(),
                           "depends_on": parents, "round": round_}
-        by_text[key] = new_id
+        known.append((key, new_id))
     return merged
 
 

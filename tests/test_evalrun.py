@@ -124,9 +124,10 @@ def test_run_question_answers_the_clarification_and_orders_gathered_documents(
     assert run.cited == ("herbert", "dune")
     assert run.gathered == ("herbert", "dune", "sequel", "tacoma")
     assert run.answer == "Frank Herbert was born in Tacoma [1]. He wrote Dune [2]."
-    # Two queries (the sub-question and one rewrite) per node, plus the question asked.
-    assert (run.searches, run.asked, run.actions, run.sub_questions) == (4, 1, 5, 2)
-    assert run.to_dict()["actions"] == 5
+    # Three searches per node (the sub-question, one rewrite and the user's question for
+    # context), plus the question asked.
+    assert (run.searches, run.asked, run.actions, run.sub_questions) == (6, 1, 7, 2)
+    assert run.to_dict()["actions"] == 7
     assert run.tokens > 0 and set(run.timings) >= {"clarify", "plan", "search", "synthesize"}
 
 
