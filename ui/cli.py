@@ -1,4 +1,6 @@
-"""The ``pursuit`` command line: index, add, delete, search, ask, eval, compare, serve, demo.
+"""The ``pursuit`` command line: index, add, delete, search, ask, eval, compare, serve, demo,
+events build, and ``train`` (:mod:`pursuit.ui.cli_train`); output helpers live in
+:mod:`pursuit.ui.cli_output`.
 
 Every command prints readable output by default and one JSON document with ``--json``;
 failures print what is wrong and what to do, and exit with status 1.
@@ -6,9 +8,7 @@ failures print what is wrong and what to do, and exit with status 1.
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,26 +19,29 @@ from rich.text import Text
 
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.filters import DocFilter
-from pursuit.indexes.records import Query, Ranking
+from pursuit.indexes.records import Query
+from pursuit.ui.cli_output import (
+    JsonOpt,
+    close_and_report,
+    console,
+    emit,
+    print_ranking,
+    ranking_json,
+)
+from pursuit.ui.cli_train import train_app
 from pursuit.ui.settings import Settings, load_settings
 
 app = typer.Typer(name="pursuit", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
                   help="Index a corpus, search it, and evaluate retrieval pipelines.")
-console = Console(stderr=True)
 DEFAULT_PIPELINE = "0.5*bm25 + 0.5*dense"
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help=(
     "Pipeline in textual form, e.g. 'bm25', 'bm25%100 | dense%100', '0.3*bm25 + 0.7*dense'."))]
 
 
 def _settings(**flags: Any) -> Settings:
     return load_settings(flags)
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 @app.command()
@@ -62,7 +65,7 @@ def index(
     settings = _settings(encoder=encoder, factory=factory)
     index = build_index(source, out, settings=settings, dense=dense,
                         fields=_pairs(field, "--field"), console=console)
-    _close_and_report(index, as_json, lambda n: f"[green]Indexed[/] {n:,} documents into {out}")
+    close_and_report(index, as_json, lambda n: f"[green]Indexed[/] {n:,} documents into {out}")
 
 
 @app.command()
@@ -76,7 +79,7 @@ def add(
     from pursuit.ui.indexing import add_documents
 
     index = add_documents(index_dir, source, fields=_pairs(field, "--field"), console=console)
-    _close_and_report(index, as_json, lambda n: f"[green]Index now holds[/] {n:,} documents")
+    close_and_report(index, as_json, lambda n: f"[green]Index now holds[/] {n:,} documents")
 
 
 @app.command()
@@ -89,7 +92,7 @@ def delete(
     from pursuit.indexes.collection import SearchIndex
 
     index = SearchIndex.open(index_dir).delete(ids)
-    _close_and_report(index, as_json,
+    close_and_report(index, as_json,
                       lambda n: f"[green]Deleted[/] {len(ids)}; {n:,} documents left")
 
 
@@ -112,9 +115,9 @@ def search(
     with open_pipeline(index_dir, pipeline, filter=flt, fetch_docs=True) as stage:
         ranking = stage.search(Query("q", query)).top(k)
     if as_json:
-        _emit(_ranking_json(ranking))
+        emit(ranking_json(ranking))
     else:
-        _print_ranking(ranking)
+        print_ranking(ranking)
 
 
 @app.command()
@@ -143,7 +146,7 @@ def ask(
     doc = run_ask(question, index_dir=index_dir, settings=settings, config=config,
                   thread_id=thread, console=console)
     if as_json:
-        _emit(doc)
+        emit(doc)
     else:
         print_answer(doc, Console())
 
@@ -164,7 +167,7 @@ def evaluate(
     result = evaluate_pipeline(dataset, pipeline, settings=_settings(), out=out, limit=limit,
                                split=split, index_dir=index_dir, console=console)
     if as_json:
-        _emit({"pipeline": pipeline, "dataset": str(dataset), "split": split,
+        emit({"pipeline": pipeline, "dataset": str(dataset), "split": split,
                "queries": result["queries"], "metrics": result["metrics"],
                "out": str(out) if out else None})
         return
@@ -196,7 +199,7 @@ def compare(
                                    settings=_settings(), limit=limit, split=split,
                                    index_dir=index_dir, console=console)
     if as_json:
-        _emit(comparison.to_dict())
+        emit(comparison.to_dict())
     else:
         Console().print(comparison.to_table())
 
@@ -266,79 +269,12 @@ def events_build(
                                   update=update)
     summary = {"index": str(index_dir), "events": len(store), "documents": len(store.event_of),
                "largest": max((len(e.members) for e in store.events()), default=0)}
-    _emit(summary) if as_json else console.print(
+    emit(summary) if as_json else console.print(
         f"[green]Built[/] {summary['events']:,} events over {summary['documents']:,} dated "
         f"documents in {index_dir / 'events'}")
 
 
-train_app = typer.Typer(no_args_is_help=True, help="Train retrievers (LLM-QL).")
 app.add_typer(train_app, name="train")
-
-
-@train_app.command("llm-ql")
-def train_llm_ql(
-    data: Annotated[Path, typer.Argument(help="BEIR folder with qrels/<split>.tsv, e.g. ../shared/data/beir-scifact.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: checkpoints, then model/. Rerun to resume.")],
-    model: Annotated[str, typer.Option(help="Base causal LM: packaged name, hub id or local folder.")] = "qwen2.5-coder-0.5b",
-    split: Annotated[str, typer.Option(help="Qrels split to train on.")] = "train",
-    stages: Annotated[str, typer.Option(help="Stages to run: '1,2', '1' (query likelihood) or '2' (contrastive).")] = "1,2",
-    stage1_epochs: Annotated[int, typer.Option(help="Stage-1 passes over the pairs.")] = 1,
-    stage2_epochs: Annotated[int, typer.Option(help="Stage-2 passes over the pairs.")] = 1,
-    stage1_batch_size: Annotated[int, typer.Option(help="Stage-1 pairs per step.")] = 8,
-    stage2_batch_size: Annotated[int, typer.Option(help="Stage-2 pairs per step (in-batch negatives).")] = 8,
-    max_steps: Annotated[int | None, typer.Option(help="Cap on the steps of each stage.")] = None,
-    stage1_lr: Annotated[float, typer.Option(help="Stage-1 peak learning rate.")] = 2e-5,
-    stage2_lr: Annotated[float, typer.Option(help="Stage-2 peak learning rate.")] = 1e-5,
-    corruption: Annotated[float, typer.Option(help="Stage-1 probability of masking each passage word.")] = 0.5,
-    temperature: Annotated[float, typer.Option(help="Stage-2 InfoNCE temperature.")] = 0.01,
-    hard_negatives: Annotated[int, typer.Option(help="BM25 hard negatives per pair in stage 2.")] = 3,
-    max_doc_tokens: Annotated[int, typer.Option(help="Passages are cut to this many tokens.")] = 512,
-    max_query_tokens: Annotated[int, typer.Option(help="Queries are cut to this many tokens.")] = 64,
-    lora_rank: Annotated[int, typer.Option(help="0: full fine-tuning; else LoRA adapters of this rank.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of adapters, batch order, corruption and negatives.")] = 0,
-    device: Annotated[str, typer.Option(help="'auto' (CUDA when visible), 'cpu' or 'cuda[:n]'.")] = "auto",
-    amp: Annotated[str, typer.Option(help="'auto' (bf16 autocast where native), 'bfloat16' or 'none'.")] = "auto",
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations to save memory.")] = False,
-    save_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
-    stop_after: Annotated[int | None, typer.Option(help="End this session after N steps, with a checkpoint.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train a causal LM into a dense retriever with LLM-QL (query likelihood, then contrastive).
-
-    The result, OUT/model, is a model folder for pursuit.retrievers.llm_encoder.LLMEncoder;
-    an index built with that encoder reopens with it (its manifest records the checkpoint).
-    Rerunning the same command resumes from the last checkpoint.
-    """
-    import shlex
-
-    from pursuit.indexes.beir import read_beir
-    from pursuit.retrievers.llmql import LLMQLConfig, train_llmql
-
-    try:
-        stage_list = tuple(int(s) for s in stages.split(","))
-    except ValueError:
-        raise PursuitError(f"--stages must be '1,2', '1' or '2', got {stages!r}") from None
-    config = LLMQLConfig(
-        model=model, stages=stage_list, stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs,
-        stage1_batch_size=stage1_batch_size, stage2_batch_size=stage2_batch_size,
-        max_steps=max_steps, stage1_lr=stage1_lr, stage2_lr=stage2_lr, corruption=corruption,
-        temperature=temperature, hard_negatives=hard_negatives, max_doc_tokens=max_doc_tokens,
-        max_query_tokens=max_query_tokens, lora_rank=lora_rank, seed=seed, device=device,
-        amp=amp, gradient_checkpointing=gradient_checkpointing, save_every=save_every)
-    result = train_llmql(config, read_beir(data, split), out, show_progress=not as_json,
-                         stop_after=stop_after, command=shlex.join(["pursuit", *sys.argv[1:]]))
-    summary = {"out": str(result.out), "finished": result.finished,
-               "model_dir": str(result.model_dir) if result.model_dir else None,
-               "stage": result.stage, "step": result.step, "train_s": round(result.train_s, 1),
-               "last_loss": {k: v[-1] for k, v in result.losses.items() if v}}
-    if as_json:
-        _emit(summary)
-    elif result.finished:
-        console.print(f"[green]Trained[/] {result.model_dir} in {summary['train_s']} s; last "
-                      f"losses {summary['last_loss']}")
-    else:
-        console.print(f"[yellow]Stopped[/] at stage {result.stage}, step {result.step}; rerun "
-                      "the same command to resume")
 
 
 # Helpers ---------------------------------------------------------------------------
@@ -350,47 +286,6 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
             raise PursuitError(f"{flag} expects KEY=VALUE, got {value!r}")
         pairs[key.strip()] = rest.strip()
     return pairs
-
-
-def _close_and_report(index: Any, as_json: bool, message: Callable[[int], str]) -> None:
-    """Close ``index`` after a change and report it: its summary as JSON with ``--json``,
-    else ``message(number of documents)``."""
-    summary = _index_summary(index)
-    index.close()
-    _emit(summary) if as_json else console.print(message(summary["n_docs"]))
-
-
-def _index_summary(index: Any) -> dict[str, Any]:
-    m = index.manifest
-    return {"index": str(index.path), "n_docs": m.n_docs, "source": m.source,
-            "corpus_sha256": m.corpus_sha256, "components": sorted(m.components)}
-
-
-def _ranking_json(ranking: Ranking) -> dict[str, Any]:
-    return {"query": ranking.query.text, "pipeline": ranking.provenance.pipeline,
-            "index": ranking.provenance.index,
-            "hits": [{"rank": i, "id": h.doc_id, "score": h.score,
-                      "title": h.doc.title if h.doc else None,
-                      "url": h.doc.url if h.doc else None,
-                      "published_at": h.doc.published_at if h.doc else None,
-                      "text": h.doc.text if h.doc else None}
-                     for i, h in enumerate(ranking, start=1)]}
-
-
-def _print_ranking(ranking: Ranking) -> None:
-    # Document text is data, never markup: build Text objects instead of markup strings.
-    out = Console()
-    out.print(Text(ranking.query.text, style="bold") + Text(f"  ({ranking.provenance.pipeline})",
-                                                           style="dim"))
-    for i, hit in enumerate(ranking, start=1):
-        doc = hit.doc
-        title = (doc.title or doc.id) if doc else hit.doc_id
-        out.print(Text(f"{i:>3}. ") + Text(title, style="cyan")
-                  + Text(f"  {hit.doc_id}  score {hit.score:.4f}", style="dim"), highlight=False)
-        if doc:
-            out.print(Text("     " + " ".join(doc.text.split())[:200]), highlight=False)
-    if not ranking.hits:
-        out.print("no results")
 
 
 def main() -> None:
