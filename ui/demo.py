@@ -8,8 +8,6 @@ retrieval are both tested.
 
 from __future__ import annotations
 
-import time
-
 from rich.console import Console
 from rich.text import Text
 
@@ -18,7 +16,7 @@ from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Query
 from pursuit.retrievers.compare import compare
 from pursuit.retrievers.registry import encoder_for
-from pursuit.ui.indexing import build_index
+from pursuit.ui.serving import ensure_demo_index
 from pursuit.ui.settings import Settings
 from pursuit.ui.stages import pipelines_over
 
@@ -75,12 +73,7 @@ def demo_dataset(index: SearchIndex) -> Dataset:
 
 def run_demo(settings: Settings, *, console: Console, out: Console) -> None:
     """Build the demo index if missing, run sample searches, and compare pipelines."""
-    path = settings.demo_index
-    if not (path / "manifest.json").exists():
-        console.print(f"Building the demo index of Python's documentation into {path} ...")
-        started = time.perf_counter()
-        build_index("pydocs", path, settings=settings, console=console).close()
-        console.print(f"Built in {time.perf_counter() - started:.1f} s")
+    path = ensure_demo_index(settings, console)
     with SearchIndex.open(path) as index:
         out.print(Text(f"Demo index: {index.manifest.n_docs:,} documents from "
                        f"{index.manifest.source} ({path})", style="bold"))
