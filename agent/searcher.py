@@ -1,8 +1,9 @@
 """A searcher: one sub-question in, a cited sub-answer out (MindSearch's WebSearcher).
 
 rewrite into a few queries (plus the user's whole question) -> first-stage retrieval for
-each (hybrid by default, with the "as of" filter) -> pool by reciprocal rank -> attention rerank -> read the best window of
-the top passages -> answer with ``[n]`` citations that point at those passages.
+each (hybrid by default, with the "as of" filter) -> pool by reciprocal rank -> attention
+rerank -> read the best window of the top passages -> answer with ``[n]`` citations that
+point at those passages.
 
 A node may run zero searches (a sub-question whose queries all fail to retrieve anything
 answers "the documents do not say") or several (one per query). Everything returned is
