@@ -117,10 +117,12 @@ def pool(rankings: Sequence[Ranking], query: Query, k: int, context: Ranking | N
     fused = Ranking.from_scores(query, scores.items(), pipeline="rrf(queries)", docs=docs)
     if context is None or reserve <= 0:
         return fused.top(k)
-    head = fused.doc_ids()[:max(k - reserve, 0)]
-    extra = [d for d in context.doc_ids() if d not in set(head)][:reserve]
-    rest = [d for d in fused.doc_ids() if d not in set(head) | set(extra)]
-    order = [*head, *extra, *rest][:k]
+    ranked = fused.doc_ids()
+    head = ranked[:max(k - reserve, 0)]
+    taken = set(head)
+    extra = [d for d in context.doc_ids() if d not in taken][:reserve]
+    taken.update(extra)
+    order = [*head, *extra, *(d for d in ranked if d not in taken)][:k]
     return Ranking.from_scores(query, [(d, float(len(order) - i)) for i, d in enumerate(order)],
                                pipeline="rrf(queries)+context", docs=docs)
 
@@ -147,8 +149,16 @@ def best_window(text: str, question: str, chars: int) -> str:
     return best
 
 
-def _queries(llm: LLMClient, task: SearchTask, n: int) -> tuple[list[str], int]:
-    """The sub-question itself plus up to ``n`` rewritten queries (duplicates merged)."""
+def _queries(llm: LLMClient, task: SearchTask, n: int) -> tuple[list[str], str | None, int]:
+    """``(queries, context query, tokens)``: the sub-question itself plus up to ``n``
+    rewritten queries, and the user's whole question unless it repeats one of them
+    (duplicates merged by :func:`normalise_question`).
+
+    The user's question is searched too because a sub-question often drops the context
+    that makes it findable ("Which executive was promoted?" without "Apple"); its best hits
+    take the last quarter of the pool (:data:`CONTEXT_SHARE`), and the reranker orders the
+    pool for the sub-question, so only passages that serve the sub-question are read.
+    """
     out, seen, tokens = [task["question"]], {normalise_question(task["question"])}, 0
     try:
         got = structured(llm, rewrite_prompt(task["question"], task["parents"], n), Queries,
@@ -162,21 +172,8 @@ def _queries(llm: LLMClient, task: SearchTask, n: int) -> tuple[list[str], int]:
         if key and key not in seen and len(q) <= 300:
             out.append(q.strip())
             seen.add(key)
-    return out, tokens
-
-
-def _context_query(task: SearchTask, queries: Sequence[str]) -> str | None:
-    """The user's whole question, when it is not already among ``queries``.
-
-    It is searched too because a sub-question often drops the context that makes it
-    findable ("Which executive was promoted?" without "Apple"); its best hits take the last
-    quarter of the pool (:data:`CONTEXT_SHARE`), and the reranker orders the pool for the
-    sub-question, so only passages that serve the sub-question are read.
-    """
     root = (task.get("root") or "").strip()
-    if not root or normalise_question(root) in {normalise_question(q) for q in queries}:
-        return None
-    return root
+    return out, (root if root and normalise_question(root) not in seen else None), tokens
 
 
 def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
@@ -189,8 +186,7 @@ def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
         ``[n]`` of ``passages`` only.
     """
     started = time.perf_counter()
-    queries, tokens = _queries(llm, task, config.queries_per_node)
-    root = _context_query(task, queries)
+    queries, root, tokens = _queries(llm, task, config.queries_per_node)
     flt = as_of_filter(as_of)
     meta: Mapping[str, Any] = {"filter": flt} if flt else {}
     searched = [*queries, *([root] if root else [])]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from langgraph.types import Overwrite
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pursuit.agent.citations import content_words
 
@@ -23,6 +23,8 @@ __all__ = ["AgentState", "DraftNode", "PlanDraft", "PlanReview", "SearchTask", "
            "merge_plan", "new_turn", "normalise_question", "ready_nodes", "same_question"]
 
 _ID = r"^[A-Za-z0-9_-]{1,24}$"
+#: Most sub-questions one planner reply may hold (the plan itself is capped by the config).
+_MAX_DRAFT = 12
 
 
 class DraftNode(BaseModel):
@@ -51,7 +53,11 @@ def _valid_nodes(items: Any) -> Any:
             kept.append(DraftNode.model_validate(item))
         except ValidationError:
             continue
-    return kept[:12] if kept else items
+    return kept[:_MAX_DRAFT] if kept else items
+
+
+#: Drafted sub-questions, those that do not validate dropped (see :func:`_valid_nodes`).
+DraftNodes = Annotated[list[DraftNode], BeforeValidator(_valid_nodes)]
 
 
 class PlanDraft(BaseModel):
@@ -60,13 +66,7 @@ class PlanDraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nodes: list[DraftNode] = Field(min_length=1, max_length=12)
-
-    @field_validator("nodes", mode="before")
-    @classmethod
-    def drop_invalid_nodes(cls, items: Any) -> Any:
-        """Keep the nodes that validate (see :func:`_valid_nodes`)."""
-        return _valid_nodes(items)
+    nodes: DraftNodes = Field(min_length=1, max_length=_MAX_DRAFT)
 
 
 class PlanReview(BaseModel):
@@ -75,13 +75,7 @@ class PlanReview(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     finish: bool
-    add: list[DraftNode] = Field(default_factory=list, max_length=12)
-
-    @field_validator("add", mode="before")
-    @classmethod
-    def drop_invalid_nodes(cls, items: Any) -> Any:
-        """Keep the nodes that validate (see :func:`_valid_nodes`)."""
-        return _valid_nodes(items)
+    add: DraftNodes = Field(default_factory=list, max_length=_MAX_DRAFT)
 
 
 class SearchTask(TypedDict):
@@ -188,8 +182,7 @@ def merge_plan(plan: Mapping[str, Mapping[str, Any]], draft: list[DraftNode], *,
     """``plan`` extended by ``draft``: stable ids, duplicates merged, bad edges dropped.
 
     A drafted node whose question duplicates an existing one (:func:`same_question`) is
-    merged into it (edges to
-    the draft id point at the existing node); a drafted id that is already taken gets a
+    merged into it (edges to the draft id point at the existing node); a drafted id that is already taken gets a
     fresh one; dependencies on unknown ids, on itself or that would close a cycle are
     dropped (a node is only added after all of its kept parents); nodes beyond
     ``max_nodes`` are dropped.
