@@ -15,7 +15,9 @@ true y except through those answers.
 - InteractComp dev (decrypted in memory; ``--interactcomp-calibrate`` tasks calibrate, the
   rest are held out): Y is what the agent itself proposes for the question —
   :func:`~pursuit.agent.interpret.candidate_interpretations` on ``--proposer`` (the
-  default planner), with no search results since there is no web corpus offline — plus
+  default planner), with no search results since there is no web corpus offline, kept
+  when :func:`~pursuit.agent.clarify.informative` keeps them as the deployed clarifier
+  does (a reading whose content words all occur in the question is dropped) — plus
   the gold answer when no proposal names it (inserted at a seeded position). The
   questions are the agent's own closed questions ("Are you looking for X?",
   :func:`~pursuit.agent.interpret.closed_questions`); the simulated user is truthful and
@@ -71,6 +73,7 @@ from pursuit.agent.cip import (
     direct_answer_prob,
     prediction_set,
 )
+from pursuit.agent.clarify import informative
 from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
 from pursuit.agent.evalrun import contains_answer
 from pursuit.agent.interpret import (
@@ -80,7 +83,6 @@ from pursuit.agent.interpret import (
     closed_questions,
 )
 from pursuit.agent.llm import LLMClient
-from pursuit.agent.simulator import normalise_answer
 from pursuit.retrievers.llm import load_causal_lm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +155,7 @@ def interactcomp_problem(task: InteractTask, proposer: LLMClient, eps: float,
     """The case of one task, and whether the proposer named the gold answer itself."""
     proposed = candidate_interpretations(task.question, [], proposer,
                                          max_candidates=max_candidates)
-    texts = [c.text for c in proposed if normalise_answer(c.text) != normalise_answer(task.question)]
+    texts = [c.text for c in informative(proposed, task.question)]
     gold = next((i for i, t in enumerate(texts) if contains_answer(task.answer, t)), None)
     named = gold is not None
     if gold is None:
@@ -347,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "proposer_named_gold": round(sum(named) / len(named), 4),
             "proposal_s": round(time.time() - t0),
             "candidates": ("the proposer's candidate_interpretations with no search results, "
+                           "filtered by clarify.informative as deployed, "
                            "plus the gold answer at a seeded position when no proposal "
                            "contains it"),
             "user": "truthful: yes to 'Are you looking for <gold>?', no to the others",

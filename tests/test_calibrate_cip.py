@@ -34,7 +34,9 @@ def task(tid: str, answer: str = "Blue Harbor") -> InteractTask:
 
 
 def test_a_proposal_naming_the_gold_answer_is_the_truth(cal: ModuleType) -> None:
-    llm = ScriptedLLM(['["Red Harbor", "the town of Blue Harbor", "Which harbour town is it?"]'])
+    # the question itself and "a harbour town" (only the question's words) are no readings
+    llm = ScriptedLLM(['["Red Harbor", "the town of Blue Harbor", "Which harbour town is it?",'
+                       ' "a harbour town"]'])
     problem, named = cal.interactcomp_problem(task("7"), llm, 0.1, 4, 0)
     assert named is True
     assert problem.candidates == (Interpretation("I1", "Red Harbor"),
