@@ -17,6 +17,7 @@ from typing import Any
 
 import Stemmer
 
+from pursuit.agent.coverage import abstains
 from pursuit.indexes.docstore import DocStore
 
 __all__ = ["attribute", "attribute_uncited", "checked_answer", "cited_numbers", "content_words",
@@ -79,10 +80,12 @@ def attribute(sentence: str, passages: Sequence[Mapping[str, Any]], *,
 
 
 def attribute_uncited(text: str, passages: Sequence[Mapping[str, Any]]) -> str:
-    """``text`` with ``[n]`` added to each uncited sentence a passage supports (:func:`attribute`)."""
+    """``text`` with ``[n]`` added to each uncited sentence a passage supports
+    (:func:`attribute`); a sentence saying the documents do not answer is no claim and gets
+    none, however many of the passage's words it repeats."""
     out = []
     for sentence in split_sentences(text):
-        if not cited_numbers(sentence):
+        if not cited_numbers(sentence) and not abstains(sentence):
             n = attribute(sentence, passages)
             if n is not None:
                 end = len(sentence.rstrip(".!?"))

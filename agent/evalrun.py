@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pursuit.agent.config import AgentConfig
+from pursuit.agent.coverage import abstains
 from pursuit.agent.llm import LLMClient, Message, system, user
 from pursuit.agent.prompts import as_data
 from pursuit.agent.searcher import SearchTools, best_window
@@ -41,17 +42,15 @@ from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Query
 
-__all__ = ["ABSTENTIONS", "Action", "AgentRun", "EvalError", "InteractRun", "Responder",
+__all__ = ["Action", "AgentRun", "EvalError", "InteractRun", "Responder",
            "Searcher", "contains_answer", "first_option", "gathered_docs", "grade",
            "index_searcher", "interact", "normalise_answer", "run_question"]
 
 #: Answers a clarifying question event (``{"question", "options"}``) with the user's reply.
 Responder = Callable[[Mapping[str, Any]], str]
 
-#: Phrases that count as "Insufficient information." (MultiHop-RAG null queries): the gold
-#: wording and the agent's own ways of saying its documents do not answer.
-ABSTENTIONS = ("insufficient information", "documents do not say", "could not find documents",
-               "not enough information", "cannot be determined", "no information")
+#: MultiHop-RAG's gold answer for its null queries (normalised).
+_NULL_GOLD = "insufficient information"
 _OPPOSITE = {"yes": "no", "no": "yes"}
 
 
@@ -85,6 +84,8 @@ class AgentRun:
         timings: Seconds per phase, as the state summed them (``search``: wall time of the
             parallel search waves).
         clarifications: ``{"question", "options", "answer"}`` of each question answered.
+        sub_answers: ``{"question", "answer"}`` of each answered sub-question, plan order.
+        gaps: Sub-questions the documents did not answer (the answer's ``gaps``).
     """
 
     question: str
@@ -100,6 +101,8 @@ class AgentRun:
     estimated_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     clarifications: tuple[dict[str, Any], ...] = ()
+    sub_answers: tuple[dict[str, str], ...] = ()
+    gaps: tuple[str, ...] = ()
 
     @property
     def actions(self) -> int:
@@ -176,7 +179,9 @@ def run_question(session: AgentSession, question: str, *, thread_id: str,
         raise EvalError(f"thread {thread_id!r} ended without an answer event")
     state = session.history(thread_id)
     answer = final["answer"] or {}
-    answers = (state.get("answers") or {}).values()
+    by_node = state.get("answers") or {}
+    answers = by_node.values()
+    in_order = [by_node[k] for k in state.get("plan") or {} if k in by_node]
     clarifications = tuple(dict(c) for c in final.get("clarifications") or [])
     return AgentRun(
         question=question, thread_id=thread_id, answer=str(answer.get("text", "")),
@@ -188,7 +193,10 @@ def run_question(session: AgentSession, question: str, *, thread_id: str,
         seconds=round(seconds, 3), tokens=int(final.get("tokens") or 0),
         estimated_tokens=int(final.get("estimated_tokens") or 0),
         timings={k: round(float(v), 3) for k, v in (final.get("timings") or {}).items()},
-        clarifications=clarifications)
+        clarifications=clarifications,
+        sub_answers=tuple({"question": str(a["question"]), "answer": str(a["answer"])}
+                          for a in in_order),
+        gaps=tuple(str(g) for g in answer.get("gaps") or ()))
 
 
 def contains_answer(gold: str, predicted: str) -> bool:
@@ -196,7 +204,9 @@ def contains_answer(gold: str, predicted: str) -> bool:
 
     After :func:`normalise_answer`, the gold words must occur as a whole-word run in the
     prediction. A yes/no gold also needs the opposite word absent (``"yes and no"`` is not
-    an answer); the gold "Insufficient information." accepts any of :data:`ABSTENTIONS`.
+    an answer); the gold "Insufficient information." needs an answer that opens by
+    abstaining (:func:`pursuit.agent.coverage.abstains`): a fact asserted first and hedged
+    later is no abstention.
 
     Example:
         >>> contains_answer("Yes", "Yes, both reports say so [1]."), contains_answer("No", "No.")
@@ -210,8 +220,8 @@ def contains_answer(gold: str, predicted: str) -> bool:
     if g in _OPPOSITE:
         words = p.split()
         return g in words and _OPPOSITE[g] not in words
-    if g == ABSTENTIONS[0]:
-        return any(f" {phrase} " in p for phrase in ABSTENTIONS)
+    if g == _NULL_GOLD:
+        return abstains(predicted)
     return f" {g} " in p
 
 

@@ -21,6 +21,7 @@ from langgraph.types import Overwrite, Send, interrupt
 
 from pursuit.agent.citations import checked_answer, renumber
 from pursuit.agent.config import AgentConfig
+from pursuit.agent.coverage import split_gaps
 from pursuit.agent.llm import LLMClient
 from pursuit.agent.prompts import plan_prompt, review_prompt, strip_echo, synthesis_prompt
 from pursuit.agent.searcher import SearchTools, search_subquestion
@@ -203,16 +204,21 @@ class Nodes:
 
     @_timed("synthesize")
     def synthesize(self, state: AgentState) -> dict[str, Any]:
-        """The final answer with global citations, checked against the document store."""
+        """The final answer with global citations, checked against the document store.
+
+        Sub-answers that abstain are gaps (:mod:`pursuit.agent.coverage`): the model sees
+        their questions only, the answer lists them under ``gaps``, and with nothing cited
+        left the answer says the documents do not say, written without the model.
+        """
         plan, answers = state["plan"], state.get("answers", {})
-        ordered = [answers[k] for k in plan if k in answers]
-        notes, sources = renumber(ordered)
+        answered, gaps = split_gaps([answers[k] for k in plan if k in answers])
+        notes, sources = renumber(answered)
         if not sources:
-            text = "I could not find documents that answer this question."
+            text = "The documents do not say: no passage found answers this question."
             _emit({"type": "token", "text": text})
-            return self._finish(state, checked_answer(text, [], None))
-        messages = synthesis_prompt(state["question"], notes, state.get("clarifications", []),
-                                    self._as_of(state))
+            return self._finish(state, {**checked_answer(text, [], None), "gaps": gaps})
+        messages = synthesis_prompt(state["question"], notes, gaps,
+                                    state.get("clarifications", []), self._as_of(state))
         pieces = []
         stream = self.llm.stream(messages, max_tokens=self.config.answer_tokens * 2)
         for piece in stream:
@@ -220,7 +226,8 @@ class Nodes:
             _emit({"type": "token", "text": piece})
         raw = "".join(pieces)
         text = strip_echo(raw)
-        out = self._finish(state, checked_answer(text, sources, self.tools.store))
+        out = self._finish(state, {**checked_answer(text, sources, self.tools.store),
+                                   "gaps": gaps})
         if stream.reported_tokens is not None:
             return {**out, "tokens": stream.reported_tokens}
         # The model sent no counts with its stream: words stand in for tokens, kept apart.

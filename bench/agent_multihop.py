@@ -17,7 +17,8 @@ match the evidence urls) is indexed once with BM25 and the packaged all-MiniLM-L
    * answer accuracy per question type by normalised containment
      (:func:`pursuit.agent.evalrun.contains_answer`: the short gold answer occurs as a
      whole-word run in the agent's answer; yes/no also needs the opposite word absent;
-     "Insufficient information." accepts the agent's abstentions);
+     "Insufficient information." needs an answer that opens by abstaining), and how often
+     the agent abstained on a question that has an answer;
    * ISR (evidence recall over everything gathered), ISE (evidence articles / actions,
      actions = searches + questions asked), wall seconds and tokens per question.
 
@@ -53,6 +54,7 @@ from scipy.stats import ttest_rel
 from pursuit.agent.benchdata import MULTIHOP_TYPES, MultihopQuery, load_multihop_queries
 from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
 from pursuit.agent.config import AgentConfig
+from pursuit.agent.coverage import abstains
 from pursuit.agent.evalrun import contains_answer, run_question
 from pursuit.agent.factory import build_agent
 from pursuit.agent.llm import LLMError
@@ -121,8 +123,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for qtype in MULTIHOP_TYPES:
         typed = [r for r in ok if r["type"] == qtype]
         by_type[qtype] = {"n": len(typed), "accuracy": mean([float(r["correct"]) for r in typed])}
+    answerable = [r for r in ok if r["type"] != "null_query" and "abstained" in r]
     return {"questions": len(rows), "errors": len(rows) - len(ok),
             "accuracy": mean([float(r["correct"]) for r in ok]), "accuracy_by_type": by_type,
+            "abstained_answerable": mean([float(r["abstained"]) for r in answerable]),
             **{f"recall@{k}": recall_table(ok, k) for k in KS},
             "isr": mean([r["isr"] for r in ok]), "ise": mean([r["ise"] for r in ok]),
             "actions": mean([float(r["actions"]) for r in ok]),
@@ -166,6 +170,7 @@ def show(console: Console, result: dict[str, Any]) -> None:
         table.add_row(f"accuracy {qtype}", fmt(t["accuracy"]), "", "", "", "", str(t["n"]))
     table.add_row("accuracy (all)", fmt(s["accuracy"]), "", "", "", "",
                   str(s["questions"] - s["errors"]))
+    table.add_row("abstained, answerable", fmt(s.get("abstained_answerable")), "", "", "", "", "")
     for name, key, digits in (("ISR", "isr", 3), ("ISE", "ise", 3), ("actions", "actions", 1),
                               ("seconds (mean)", "seconds_mean", 1),
                               ("seconds (median)", "seconds_median", 1),
@@ -182,6 +187,8 @@ def main() -> None:
     ap.add_argument("--per-type", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="stop after this many questions")
+    ap.add_argument("--types", default=",".join(MULTIHOP_TYPES),
+                    help="comma-separated question types to run (default: all four)")
     ap.add_argument("--llm", default=None, help=f"agent model (default {DEFAULT_PLANNER}; with "
                     "--llm-url, the served model name)")
     ap.add_argument("--llm-url", default=None, help="OpenAI-compatible API root")
@@ -206,14 +213,19 @@ def main() -> None:
     console.print(f"index and hybrid run over {len(queries)} queries: "
                   f"{time.perf_counter() - started:.0f} s")
 
-    subset = stratified(queries, args.per_type, args.seed)[: args.limit]
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    unknown = sorted(set(types) - set(MULTIHOP_TYPES))
+    if unknown:
+        ap.error(f"unknown --types {', '.join(unknown)}; choose from {', '.join(MULTIHOP_TYPES)}")
+    subset = [q for q in stratified(queries, args.per_type, args.seed)
+              if q.question_type in types][: args.limit]
     llm = load_llm(args.llm, base_url=args.llm_url)
     rerank = None if args.rerank.lower() == "none" else args.rerank
     config = AgentConfig(clarify=False, rerank=rerank)
     session = build_agent(index, llm=llm, config=config, clarifier=None)
     result: dict[str, Any] = {
         "llm": llm.name, "config": config.to_dict(), "per_type": args.per_type,
-        "seed": args.seed, "hybrid_all": full, "questions": [], "summary": {},
+        "seed": args.seed, "types": types, "hybrid_all": full, "questions": [], "summary": {},
         "accuracy_rule": "normalised whole-word containment of the gold answer "
                          "(pursuit.agent.evalrun.contains_answer)",
         "gathered_order": "cited first, then sub-questions in plan order, passages by rank"}
@@ -231,6 +243,8 @@ def main() -> None:
             gathered = list(run.gathered)
             row.update({f"agent_r@{k}": evidence_recall_at_k(required, gathered, k) for k in KS})
             row.update({"correct": contains_answer(q.answer, run.answer),
+                        "abstained": abstains(run.answer), "gaps": list(run.gaps),
+                        "sub_answers": list(run.sub_answers),
                         "isr": isr(required, set(gathered)), "ise": ise(required, run.actions),
                         "answer": run.answer, "gathered": gathered[:10],
                         "evidence": sorted(required), "searches": run.searches,

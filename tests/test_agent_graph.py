@@ -322,3 +322,40 @@ def test_a_new_question_drops_the_question_pending_on_the_thread(index: SearchIn
 def test_new_turn_writes_every_key_of_a_turn() -> None:
     # A key added to the state but not to new_turn would leak from one turn into the next.
     assert set(new_turn("q")) == set(AgentState.__annotations__) - {"turns"}
+
+
+def test_an_abstaining_sub_answer_is_a_gap_the_answer_names(index: SearchIndex) -> None:
+    script = ScriptedAgent(plan=PLAN,
+                           answers={"Who wrote Dune?": "Frank Herbert wrote Dune {Dune}.",
+                                    "Where was the author of Dune born?":
+                                        "The documents do not say where he was born, but "
+                                        "he lived in Tacoma {Frank Herbert}."},
+                           final="The documents do not say where Frank Herbert [1] was born.")
+    llm = ScriptedLLM(default=script)
+    search_tools, config = tools(index)
+    out = build_graph(config, llm=llm, tools=search_tools).invoke(
+        {"question": "Where was the author of Dune born?"}, thread("gap"))
+
+    answer = out["answer"]
+    assert answer["gaps"] == ["Where was the author of Dune born?"]
+    # the gap's hedged aside is not a source, and the model saw only the gap's question
+    assert [c["doc_id"] for c in answer["citations"]] == ["dune"]
+    (synthesis,) = [c for c in llm.calls if role(c) == SYNTHESISER]
+    body = synthesis[-1]["content"]
+    assert "<gap>Where was the author of Dune born?</gap>" in body
+    assert "Tacoma" not in body and body.count("<answer>") == 1
+
+
+def test_when_every_sub_answer_abstains_the_model_writes_no_answer(index: SearchIndex) -> None:
+    script = ScriptedAgent(plan=PLAN, answers="The documents do not say [1].",
+                           final="Frank Herbert was born on the Moon.")
+    llm = ScriptedLLM(default=script)
+    search_tools, config = tools(index)
+    out = build_graph(config, llm=llm, tools=search_tools).invoke(
+        {"question": "Where was the author of Dune born?"}, thread("all-gaps"))
+
+    assert out["answer"]["text"] == ("The documents do not say: no passage found answers "
+                                     "this question.")
+    assert out["answer"]["gaps"] == ["Who wrote Dune?", "Where was the author of Dune born?"]
+    assert out["answer"]["citations"] == []
+    assert not [c for c in llm.calls if role(c) == SYNTHESISER]

@@ -58,16 +58,21 @@ PLANS = {
     "Who made Dune?": [("n1", "Who wrote Dune?", [])],
     "What does the zanzibar marmalade forum say?": [("n1", "zanzibar marmalade forum", [])],
     "Slow question about tides": [("n1", "What raises the tides?", [])],
+    "Where did the author of Dune study?": [("n1", "Who wrote Dune?", []),
+                                            ("n2", "Where did Frank Herbert study?", ["n1"])],
 }
 SUB_ANSWERS = {"Who wrote Dune?": "Frank Herbert wrote Dune {Dune}.",
                "Where was the author of Dune born?": "In Tacoma {Frank Herbert}.",
                "zanzibar marmalade forum": "The forum talks about marmalade {<b>Zanzibar</b> forum}.",
-               "What raises the tides?": "The moon {Tides}."}
+               "What raises the tides?": "The moon {Tides}.",
+               "Where did Frank Herbert study?": "The documents do not say where he studied."}
 FINALS = {"Where was the author of Dune born?":
           "Dune's author Frank Herbert [1] was born in Tacoma [2]. He liked sand.",
           "Who made Dune?": "Frank Herbert wrote the novel [1].",
           "What does the zanzibar marmalade forum say?": "It discusses marmalade [1].",
-          "Slow question about tides": "The moon raises them [1]."}
+          "Slow question about tides": "The moon raises them [1].",
+          "Where did the author of Dune study?":
+          "The documents do not say where Frank Herbert [1] studied."}
 
 
 def plan_for(question: str) -> dict[str, Any]:
@@ -225,6 +230,18 @@ def test_ask_shows_plan_streamed_answer_and_cited_sources(page: Any, world: dict
     assert page.evaluate("document.activeElement.dataset.docId") == "herbert"
     assert page.text_content("#status") == "Answer ready."
     shot(page, "answer")
+
+
+def test_sub_questions_the_documents_left_open_are_listed(page: Any,
+                                                          world: dict[str, Any]) -> None:
+    open_chat(page, world["server"].url)
+    ask(page, "Where did the author of Dune study?")
+    answer = page.locator(".turn .answer.final")
+    answer.wait_for()
+    assert answer.locator(".answer-text").text_content() == \
+        "The documents do not say where Frank Herbert [1] studied. "
+    assert answer.locator("ul.gaps li").all_text_contents() == ["Where did Frank Herbert study?"]
+    assert answer.locator("p", has_text="Not found in the documents").count() == 1
 
 
 def test_clarifying_question_by_button_and_by_typing(page: Any, world: dict[str, Any]) -> None:

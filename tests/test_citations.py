@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pursuit.agent.citations import (
     attribute,
+    attribute_uncited,
     checked_answer,
     cited_numbers,
     keep_citations,
@@ -59,6 +60,14 @@ def test_attribute_credits_a_restating_passage_only() -> None:
                      docs) == 2 - 1
     assert attribute("It improves performance by avoiding redundant calculations.", docs) is None
     assert attribute("Tides.", docs) is None  # too few words to judge
+
+
+def test_an_abstaining_sentence_gets_no_citation_however_close_to_a_passage() -> None:
+    docs = [passage(1, "gemini", "Google said Gemini Ultra will launch early next year.")]
+    text = "The documents do not say when Gemini Ultra will launch next year. It launches early next year."
+    assert attribute_uncited(text, docs) == (
+        "The documents do not say when Gemini Ultra will launch next year. "
+        "It launches early next year [1].")
 
 
 def test_split_sentences_keeps_trailing_citations() -> None:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 from chat_server import chat_server
+from rich.console import Console
 from scripted_agent import ScriptedAgent
 from test_cli import run
+
+from pursuit.ui.ask import print_answer
 
 FINAL = "The tide comes from the moon pulling the ocean [1]. Nobody knows why."
 # The node leaves depends_on out, as small models do; the plan schema defaults it to [].
@@ -91,3 +94,14 @@ def test_ask_with_the_server_down_says_so(notes_index: Path, tmp_path: Path,
                          capsys, monkeypatch, tmp_path)
     assert code == 1 and out == ""
     assert "error:" in err and url in err
+
+
+def test_printed_answer_lists_what_the_documents_left_open() -> None:
+    doc = {"answer": "The documents do not say where Frank Herbert [1] studied.",
+           "citations": [{"n": 1, "title": "Dune", "doc_id": "dune"}], "unsupported_sentences": 0,
+           "gaps": ["Where did Frank Herbert study?"]}
+    console = Console(record=True, width=100)
+    print_answer(doc, console)
+    assert console.export_text().splitlines() == [
+        "The documents do not say where Frank Herbert [1] studied.", "", "Sources",
+        "[1] Dune  dune", "", "Not found in the documents", "- Where did Frank Herbert study?"]

@@ -158,6 +158,9 @@ def test_gathered_docs_order_from_state() -> None:
     ("Insufficient information.", "The documents do not say.", True),
     ("Insufficient information.", "I could not find documents that answer this question.", True),
     ("Insufficient information.", "Yes.", False),
+    # a fact asserted first and hedged later is no abstention
+    ("Insufficient information.", "It is January [1]. The documents do not say more.", False),
+    ("Insufficient information.", "The passages don't mention his university.", True),
     ("Sam Bankman-Fried", "It was sam bankman fried, per TechCrunch [2].", True),
     ("Sam Bankman-Fried", "Sam Bankman-Friedman", False),
     ("The Verge", "Reported by Verge.", True),

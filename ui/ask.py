@@ -45,6 +45,7 @@ def answer_json(question: str, thread_id: str, final: dict[str, Any]) -> dict[st
                           for c in answer.get("citations", [])],
             "sentences": answer.get("sentences", []),
             "unsupported_sentences": answer.get("unsupported", 0),
+            "gaps": answer.get("gaps", []),
             "plan": list(final["plan"].values()), "clarifications": final["clarifications"],
             "timings": {k: round(v, 3) for k, v in final["timings"].items()},
             "tokens": final["tokens"], "estimated_tokens": final["estimated_tokens"]}
@@ -121,6 +122,10 @@ def print_answer(doc: dict[str, Any], out: Console) -> None:
     for c in doc["citations"]:
         out.print(Text(f"[{c['n']}] ", style="cyan") + Text(c["title"]) +
                   Text(f"  {c['doc_id']}", style="dim"), highlight=False)
+    if doc["gaps"]:
+        out.print(Text("\nNot found in the documents", style="bold yellow"))
+        for gap in doc["gaps"]:
+            out.print(Text(f"- {gap}"), highlight=False)
     if doc["unsupported_sentences"]:
         out.print(Text(f"\n{doc['unsupported_sentences']} sentence(s) above cite no source.",
                        style="yellow"), highlight=False)

@@ -284,6 +284,12 @@ function answerNodes(turn) {
     paragraph.append(span, ' ');
   }
   const out = [paragraph];
+  const gaps = answer.gaps || [];
+  if (gaps.length) {
+    const list = el('ul', { class: 'gaps' });
+    for (const gap of gaps) list.append(el('li', { text: String(gap) }));
+    out.push(el('p', { class: 'muted small', text: 'Not found in the documents:' }), list);
+  }
   const unsupported = Number(answer.unsupported || 0);
   if (unsupported > 0) {
     out.push(el('p', { class: 'muted small',

@@ -1,0 +1,68 @@
+"""Which sub-questions the documents answered.
+
+A searcher whose passages do not answer its sub-question says so ("The documents do not
+say when ..."); the answerer's prompt asks for exactly that. Such a sub-answer is a *gap*:
+synthesis does not build on it (its hedged asides would invite the model to fill the hole
+with a neighbouring fact), the final answer lists it, and when every sub-question is a gap
+the agent answers that the documents do not say without asking the model to write
+anything.
+
+A sub-answer is a gap when its first sentence abstains (:func:`abstains`); a later
+"the documents do not say whether ..." after a cited finding is a caveat, not a gap.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["ABSTENTIONS", "abstains", "first_sentence", "split_gaps"]
+
+#: Word runs that say the documents do not answer (after :func:`_words`: case-folded,
+#: punctuation-free, "n't" spelled " not").
+ABSTENTIONS = (
+    "insufficient information", "not enough information", "no information",
+    "do not say", "does not say", "do not state", "does not state",
+    "do not mention", "does not mention", "not mentioned", "no mention",
+    "do not provide", "does not provide", "not provided", "do not specify",
+    "does not specify", "not specified", "do not contain", "does not contain",
+    "could not find", "cannot be determined", "can not be determined", "not possible to determine",
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _words(text: str) -> str:
+    """``text`` as space-separated lower-case words, padded with spaces."""
+    text = unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
+    text = re.sub(r"n't\b", " not", text.replace("cannot", "can not"))
+    return f" {' '.join(re.findall(r'[a-z0-9]+', text))} "
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of ``text`` (all of it when it has one sentence)."""
+    parts = [p for p in _SENTENCE_END.split(text.strip(), maxsplit=1) if p.strip()]
+    return parts[0] if parts else ""
+
+
+def abstains(text: str) -> bool:
+    """Whether ``text`` opens by saying the documents do not answer.
+
+    Example:
+        >>> abstains("The documents don't say who founded it."), abstains("It opened in 1990 [1].")
+        (True, False)
+        >>> abstains("It opened in 1990 [1]. The passages do not say who founded it.")
+        False
+    """
+    words = _words(first_sentence(text))
+    return any(f" {phrase} " in words for phrase in ABSTENTIONS)
+
+
+def split_gaps(answers: Sequence[Mapping[str, Any]]
+               ) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """``(answered, gaps)``: the sub-answers that answer, and the questions of those that
+    abstain, both in the given order."""
+    answered = [a for a in answers if not abstains(str(a["answer"]))]
+    gaps = [str(a["question"]) for a in answers if abstains(str(a["answer"]))]
+    return answered, gaps
