@@ -17,8 +17,9 @@ true y except through those answers.
   :func:`~pursuit.agent.interpret.candidate_interpretations` on ``--proposer`` (the
   default planner), with no search results since there is no web corpus offline, kept
   when :func:`~pursuit.agent.clarify.informative` keeps them as the deployed clarifier
-  does (a reading whose content words all occur in the question is dropped) — plus
-  the gold answer when no proposal names it (inserted at a seeded position). The
+  does (a reading whose content words all occur in the question is dropped; a task left
+  with fewer than two readings is no case, since the deployed clarifier would not score
+  it) — plus the gold answer when no proposal names it (inserted at a seeded position). The
   questions are the agent's own closed questions ("Are you looking for X?",
   :func:`~pursuit.agent.interpret.closed_questions`); the simulated user is truthful and
   says yes exactly to the gold candidate; the policy's answer model is
@@ -151,11 +152,18 @@ def clariq_problems(topics: Sequence[ClariqTopic], eps: float) -> list[Problem]:
 
 
 def interactcomp_problem(task: InteractTask, proposer: LLMClient, eps: float,
-                         max_candidates: int, seed: int) -> tuple[Problem, bool]:
-    """The case of one task, and whether the proposer named the gold answer itself."""
+                         max_candidates: int, seed: int) -> tuple[Problem | None, bool]:
+    """The case of one task, and whether the proposer named the gold answer itself.
+
+    The case is ``None`` when fewer than two proposals are informative: the deployed
+    clarifier scores no such question (it proceeds without asking), so it calibrates
+    nothing either.
+    """
     proposed = candidate_interpretations(task.question, [], proposer,
                                          max_candidates=max_candidates)
     texts = [c.text for c in informative(proposed, task.question)]
+    if len(texts) < 2:
+        return None, False
     gold = next((i for i, t in enumerate(texts) if contains_answer(task.answer, t)), None)
     named = gold is not None
     if gold is None:
@@ -332,19 +340,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         cal_ids = {t.id for t in random.Random(args.seed).sample(
             tasks, min(args.interactcomp_calibrate, len(tasks)))}
         proposer = load_llm(args.proposer, dtype=args.dtype, device="cpu")
-        named = []
+        named, unscored = [], []
         t0 = time.time()
         for i, task in enumerate(tasks, start=1):
             problem, hit = interactcomp_problem(task, proposer, args.answer_eps,
                                                 args.max_candidates, args.seed)
-            (calibrate if task.id in cal_ids else heldout).append(problem)
             named.append(hit)
-            print(f"  interactcomp {i}/{len(tasks)}: {len(problem.candidates)} candidates, "
+            if problem is None:
+                unscored.append(task.id)
+            else:
+                (calibrate if task.id in cal_ids else heldout).append(problem)
+            size = len(problem.candidates) if problem else "< 2 informative"
+            print(f"  interactcomp {i}/{len(tasks)}: {size} candidates, "
                   f"{time.time() - t0:.0f}s", file=sys.stderr, flush=True)
         ic_record = {
             "calibrated": True, "file_sha256": sha256(folder / INTERACTCOMP_FILE),
-            "tasks_calibrating": sorted(cal_ids, key=int),
-            "tasks_heldout": sorted((t.id for t in tasks if t.id not in cal_ids), key=int),
+            "tasks_calibrating": sorted(cal_ids - set(unscored), key=int),
+            "tasks_heldout": sorted((t.id for t in tasks
+                                     if t.id not in cal_ids and t.id not in unscored), key=int),
+            "tasks_unscored": {
+                "ids": unscored,
+                "why": ("fewer than two of the proposer's readings are informative "
+                        "(clarify.informative): the deployed clarifier proceeds without "
+                        "scoring such a question, so it calibrates nothing")},
             "proposer": args.proposer, "max_candidates": args.max_candidates,
             "proposer_named_gold": round(sum(named) / len(named), 4),
             "proposal_s": round(time.time() - t0),

@@ -66,6 +66,12 @@ def test_a_missed_gold_answer_joins_the_set_at_a_seeded_position(cal: ModuleType
     assert len(positions) >= 2  # not always first or last: the scorer's letter bias is no hint
 
 
+def test_a_task_with_fewer_than_two_informative_readings_is_no_case(cal: ModuleType) -> None:
+    # the deployed clarifier proceeds without scoring: nothing to calibrate
+    reply = '["Red Harbor", "a harbour town", "Which harbour town is it?"]'
+    assert cal.interactcomp_problem(task("5"), ScriptedLLM([reply]), 0.1, 4, 0) == (None, False)
+
+
 class Weights:
     """A deterministic p(y | h): the first candidate weighs 2, the rest 1; a 'yes' to the
     question naming a candidate multiplies its weight by 9, a 'no' by 0.1."""
@@ -86,8 +92,10 @@ class Weights:
 
 def test_pooled_thresholds_per_dataset_thresholds_and_heldout_coverage(cal: ModuleType) -> None:
     answers = ['["Red Harbor", "Green Harbor"]'] * 8
-    problems = [cal.interactcomp_problem(task(str(i)), ScriptedLLM([a]), 0.1, 4, 0)[0]
-                for i, a in enumerate(answers)]
+    cases = [cal.interactcomp_problem(task(str(i)), ScriptedLLM([a]), 0.1, 4, 0)[0]
+             for i, a in enumerate(answers)]
+    problems = [p for p in cases if p is not None]
+    assert len(problems) == 8
     train, heldout = problems[:6], problems[6:]
     runner = cal.Runner(Weights())
     out = cal.calibrate_alpha(runner, train, heldout, 0.2, 1)
