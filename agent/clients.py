@@ -25,11 +25,12 @@ from transformers.generation.streamers import BaseStreamer
 
 from pursuit.agent.http_llm import OpenAIChatLLM
 from pursuit.agent.llm import Completion, LLMClient, LLMError, Message, TextStream, current_cancel
+from pursuit.agent.prefix_cache import PrefixKVCache
 from pursuit.agent.stops import StopCut
 from pursuit.retrievers.llm import CausalLM, shared_causal_lm
 
 # OpenAIChatLLM lives in pursuit.agent.http_llm; it is listed here because load_llm returns it.
-__all__ = ["DEFAULT_PLANNER", "InProcessLLM", "OpenAIChatLLM", "load_llm"]
+__all__ = ["DEFAULT_PLANNER", "InProcessLLM", "OpenAIChatLLM", "load_llm", "shared_prefix_cache"]
 
 #: The in-process model that plans and answers when nothing else is configured.
 DEFAULT_PLANNER = "qwen2.5-coder-1.5b"
@@ -39,12 +40,24 @@ _LOCKS_GUARD = threading.Lock()
 _DONE = object()
 
 
+_PREFIXES: weakref.WeakKeyDictionary[Any, PrefixKVCache] = weakref.WeakKeyDictionary()
+
+
 def _model_lock(model: Any) -> threading.Lock:
     with _LOCKS_GUARD:
         lock = _LOCKS.get(model)
         if lock is None:
             lock = _LOCKS[model] = threading.Lock()
         return lock
+
+
+def shared_prefix_cache(model: Any) -> PrefixKVCache:
+    """The prefix key/value cache every :class:`InProcessLLM` on ``model`` shares."""
+    with _LOCKS_GUARD:
+        cache = _PREFIXES.get(model)
+        if cache is None:
+            cache = _PREFIXES[model] = PrefixKVCache()
+        return cache
 
 
 class _TokenQueue(BaseStreamer):
@@ -81,12 +94,17 @@ class InProcessLLM:
     """A chat model generating in this process with a loaded causal LM.
 
     Greedy decoding at ``temperature == 0``, sampling otherwise. Calls on the same model
-    object take turns (one lock per model), so parallel searcher nodes may share it.
+    object take turns (one lock per model), so parallel searcher nodes may share it. A
+    prompt that begins like a recent one (a conversation's next turn, a retried structured
+    request) prefills only what is new (:mod:`pursuit.agent.prefix_cache`).
 
     Args:
         lm: The loaded model (see :func:`pursuit.retrievers.llm.shared_causal_lm`); its
             tokenizer must have a chat template.
         name: What results call it; default the model's canonical id.
+        prefix_cache: Reuse of recent prompts' keys and values: ``True`` shares one cache
+            per model object (:func:`shared_prefix_cache`), ``False`` prefills every
+            prompt whole, or a cache of its own.
 
     Example:
         >>> llm = InProcessLLM(shared_causal_lm("qwen2.5-coder-0.5b"))  # doctest: +SKIP
@@ -94,9 +112,13 @@ class InProcessLLM:
         'Hi!'
     """
 
-    def __init__(self, lm: CausalLM, *, name: str | None = None) -> None:
+    def __init__(self, lm: CausalLM, *, name: str | None = None,
+                 prefix_cache: bool | PrefixKVCache = True) -> None:
         self.lm = lm
         self.name = name or lm.model_id
+        self.prefix: PrefixKVCache | None = (
+            shared_prefix_cache(lm.model) if prefix_cache is True
+            else prefix_cache if isinstance(prefix_cache, PrefixKVCache) else None)
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int = 512,
                  temperature: float = 0.0, stop: Sequence[str] | None = None) -> Completion:
@@ -135,12 +157,19 @@ class InProcessLLM:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
             else tokenizer.eos_token_id
 
+        prefix = self.prefix
+
         def work() -> None:
             try:
                 with _model_lock(model), torch.inference_mode():
-                    model.generate(ids, attention_mask=torch.ones_like(ids), streamer=tokens,
-                                   stopping_criteria=StoppingCriteriaList([_Cancelled(cancel, run_cancel)]),
-                                   pad_token_id=pad, **options)
+                    if prefix is not None:
+                        options["cache"] = prefix.take(ids[0])
+                    out = model.generate(ids, attention_mask=torch.ones_like(ids),
+                                         streamer=tokens, pad_token_id=pad,
+                                         stopping_criteria=StoppingCriteriaList(
+                                             [_Cancelled(cancel, run_cancel)]), **options)
+                    if prefix is not None:
+                        prefix.put(out[0], options["cache"])
             except Exception as exc:  # handed to the consumer, which raises it
                 errors.append(exc)
             finally:

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from pursuit.agent.clients import InProcessLLM, _model_lock, load_llm
+from pursuit.agent.prefix_cache import PrefixKVCache
 from pursuit.agent.http_llm import OpenAIChatLLM
 from pursuit.agent.llm import LLMClient, LLMError, system, user
 from pursuit.retrievers.llm import wrap_causal_lm
@@ -323,3 +325,54 @@ def test_in_process_generation_stops_when_its_run_is_stopped(tiny: InProcessLLM)
     running = threading.Event()
     with cancel_scope(running):
         assert tiny.complete(TIDES, max_tokens=24).completion_tokens == 24
+
+
+def test_prefix_cache_reuses_a_conversation_and_answers_exactly_as_without(
+        tiny: InProcessLLM) -> None:
+    cache = PrefixKVCache(min_tokens=8)
+    cached = InProcessLLM(tiny.lm, name="tiny", prefix_cache=cache)
+    plain = InProcessLLM(tiny.lm, name="tiny", prefix_cache=False)
+    talk = [system("You are a helpful assistant. The moon pulls the ocean."), *TIDES]
+    prompts = []
+    for turn in range(3):
+        want, got = plain.complete(talk, max_tokens=12), cached.complete(talk, max_tokens=12)
+        assert got == want  # same text and token counts, turn after turn
+        prompts.append(got.prompt_tokens)
+        talk = [*talk, {"role": "assistant", "content": got.text},
+                user(f"and then? ({turn})")]
+    # turns 1 and 2 began with the earlier prompt (at least): only the tail was computed
+    assert (cache.stats.hits, cache.stats.misses) == (2, 1)
+    assert cache.stats.reused_tokens >= prompts[0] + prompts[1]
+    assert cache.stats.prompt_tokens == sum(prompts)
+
+
+def kv(n: int) -> DynamicCache:
+    """A one-layer cache of ``n`` positions (640 bytes at n = 10)."""
+    return DynamicCache(ddp_cache_data=[(torch.rand(1, 2, n, 4), torch.rand(1, 2, n, 4))])
+
+
+def test_prefix_cache_copies_the_longest_prefix_and_keeps_its_entries() -> None:
+    cache = PrefixKVCache(min_tokens=4)
+    cache.put(torch.arange(10), kv(10))
+    cache.put(torch.arange(100, 106), kv(6))
+    taken = cache.take(torch.tensor([*range(7), 50, 51]))
+    assert taken.get_seq_length() == 7
+    stored = cache._entries[0][1].layers[0].keys
+    assert torch.equal(taken.layers[0].keys, stored[:, :, :7])
+    taken.update(torch.rand(1, 2, 3, 4), torch.rand(1, 2, 3, 4), 0)  # generating into it
+    assert cache.take(torch.arange(12)).get_seq_length() == 10  # the entry is unchanged
+    assert cache.take(torch.arange(10)).get_seq_length() == 9  # one token left to compute
+    assert cache.take(torch.tensor([0, 1, 2, 9])).get_seq_length() == 0  # below min_tokens
+    assert (cache.stats.hits, cache.stats.misses) == (3, 1)
+
+
+def test_prefix_cache_drops_superseded_and_least_recent_entries() -> None:
+    cache = PrefixKVCache(max_bytes=1300, min_tokens=4)
+    cache.put(torch.arange(10), kv(10))
+    cache.put(torch.arange(12), kv(12))  # begins with the first entry's tokens: replaces it
+    assert len(cache) == 1 and cache.nbytes == 768
+    cache.put(torch.arange(100, 110), kv(10))  # over budget: the older entry goes
+    assert len(cache) == 1 and cache.take(torch.arange(12)).get_seq_length() == 0
+    assert cache.take(torch.arange(100, 111)).get_seq_length() == 10
+    cache.put(torch.arange(3), kv(3))  # too short to be worth keeping
+    assert len(cache) == 1
