@@ -9,7 +9,8 @@ the longest matching token prefix and prefills only the rest.
 
 Matching is on token ids, so a prefix is reused only where the new prompt tokenises
 exactly as the cached one did. Entries are evicted least recently used beyond a byte
-budget; an entry whose tokens begin another's is dropped as superseded.
+budget; an entry whose tokens begin another's is dropped as superseded. Only caches of
+plain full-attention layers are kept (a sliding-window layer holds no cuttable prefix).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 __all__ = ["PrefixKVCache", "PrefixStats"]
 
@@ -33,12 +35,21 @@ class PrefixStats:
     misses: int = 0
 
 
-def _layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+def _layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Each layer's keys and values, or ``None`` when a layer is not a plain full-attention
+    cache (a sliding window or linear attention keeps no prefix that could be cut)."""
+    out = []
+    for layer in cache.layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if type(layer) is not DynamicLayer or not isinstance(keys, torch.Tensor) \
+                or not isinstance(values, torch.Tensor):
+            return None
+        out.append((keys, values))
+    return out
 
 
 def _nbytes(cache: DynamicCache) -> int:
-    return sum(k.nbytes + v.nbytes for k, v in _layers(cache))
+    return sum(k.nbytes + v.nbytes for k, v in _layers(cache) or [])
 
 
 def _common(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -93,7 +104,7 @@ class PrefixKVCache:
         self._entries.move_to_end(best)
         self.stats.hits += 1
         self.stats.reused_tokens += length
-        layers = _layers(self._entries[best][1])
+        layers = _layers(self._entries[best][1]) or []
         return DynamicCache(ddp_cache_data=[(k[:, :, :length].clone(), v[:, :, :length].clone())
                                             for k, v in layers])
 
@@ -101,7 +112,7 @@ class PrefixKVCache:
         """Keep ``cache`` as the keys and values of token ``ids`` (the cache may hold fewer
         positions than ``ids``: the last generated token is never fed back)."""
         held = cache.get_seq_length()
-        if held < self.min_tokens:
+        if held < self.min_tokens or _layers(cache) is None:
             return
         ids = ids.reshape(-1)[:held].cpu()
         for key in [k for k, (other, _) in self._entries.items()

@@ -22,9 +22,9 @@ import torch
 from transformers import DynamicCache
 
 from pursuit.agent.clients import InProcessLLM, _model_lock, load_llm
-from pursuit.agent.prefix_cache import PrefixKVCache
 from pursuit.agent.http_llm import OpenAIChatLLM
 from pursuit.agent.llm import LLMClient, LLMError, system, user
+from pursuit.agent.prefix_cache import PrefixKVCache
 from pursuit.retrievers.llm import wrap_causal_lm
 
 sys.path.insert(0, str(Path(__file__).parent))
