@@ -3,9 +3,10 @@
 A searcher whose passages do not answer its sub-question says so ("The documents do not
 say when ..."); the answerer's prompt asks for exactly that. Such a sub-answer is a *gap*:
 synthesis does not build on it (its hedged asides would invite the model to fill the hole
-with a neighbouring fact), the final answer lists it, and when every sub-question is a gap
-the agent answers that the documents do not say without asking the model to write
-anything.
+with a neighbouring fact), the final answer opens by saying the documents do not say
+everything the question needs (:data:`PARTLY_FOUND`, written by the code, not left to the
+model) and lists the gaps, and when every sub-question is a gap the agent answers that
+the documents do not say without asking the model to write anything.
 
 A sub-answer is a gap when its first sentence abstains (:func:`abstains`); a later
 "the documents do not say whether ..." after a cited finding is a caveat, not a gap.
@@ -18,7 +19,14 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ABSTENTIONS", "abstains", "first_sentence", "split_gaps"]
+__all__ = ["ABSTENTIONS", "NOTHING_FOUND", "PARTLY_FOUND", "abstains", "first_sentence",
+           "split_gaps"]
+
+#: The whole answer when no sub-question found an answer.
+NOTHING_FOUND = "The documents do not say: no passage found answers this question."
+#: The answer's first sentence when some sub-question found none: the plan's sub-questions
+#: are what the question needs, so an answer without one of them is not the documents' answer.
+PARTLY_FOUND = "The documents do not say everything this question needs."
 
 #: Word runs that say the documents do not answer (after :func:`_words`: case-folded,
 #: punctuation-free, "n't" spelled " not").

@@ -21,7 +21,7 @@ from langgraph.types import Overwrite, Send, interrupt
 
 from pursuit.agent.citations import checked_answer, renumber
 from pursuit.agent.config import AgentConfig
-from pursuit.agent.coverage import split_gaps
+from pursuit.agent.coverage import NOTHING_FOUND, PARTLY_FOUND, split_gaps
 from pursuit.agent.llm import LLMClient
 from pursuit.agent.prompts import plan_prompt, review_prompt, strip_echo, synthesis_prompt
 from pursuit.agent.searcher import SearchTools, search_subquestion
@@ -207,25 +207,28 @@ class Nodes:
         """The final answer with global citations, checked against the document store.
 
         Sub-answers that abstain are gaps (:mod:`pursuit.agent.coverage`): the model sees
-        their questions only, the answer lists them under ``gaps``, and with nothing cited
-        left the answer says the documents do not say, written without the model.
+        their questions only, the answer opens with :data:`PARTLY_FOUND` and lists them
+        under ``gaps``, and with nothing cited left the answer is :data:`NOTHING_FOUND`,
+        written without the model.
         """
         plan, answers = state["plan"], state.get("answers", {})
         answered, gaps = split_gaps([answers[k] for k in plan if k in answers])
         notes, sources = renumber(answered)
         if not sources:
-            text = "The documents do not say: no passage found answers this question."
-            _emit({"type": "token", "text": text})
-            return self._finish(state, {**checked_answer(text, [], None), "gaps": gaps})
+            _emit({"type": "token", "text": NOTHING_FOUND})
+            return self._finish(state, {**checked_answer(NOTHING_FOUND, [], None), "gaps": gaps})
         messages = synthesis_prompt(state["question"], notes, gaps,
                                     state.get("clarifications", []), self._as_of(state))
+        lead = f"{PARTLY_FOUND} " if gaps else ""
+        if lead:
+            _emit({"type": "token", "text": lead})
         pieces = []
         stream = self.llm.stream(messages, max_tokens=self.config.answer_tokens * 2)
         for piece in stream:
             pieces.append(piece)
             _emit({"type": "token", "text": piece})
         raw = "".join(pieces)
-        text = strip_echo(raw)
+        text = lead + strip_echo(raw)
         out = self._finish(state, {**checked_answer(text, sources, self.tools.store),
                                    "gaps": gaps})
         if stream.reported_tokens is not None:
