@@ -143,8 +143,10 @@ def checked_answer(text: str, sources: Sequence[Mapping[str, Any]],
     source's document exists there.
 
     Returns:
-        ``{"text", "sentences": [{"text", "citations": [n...]}], "citations": [source...],
-        "unsupported": number of sentences without a citation}``.
+        ``{"text", "sentences": [{"text", "citations": [n...], "abstains"}], "citations":
+        [source...], "unsupported": number of sentences without a citation}``; a sentence
+        that says the documents do not say something (``abstains``) claims nothing and
+        counts as neither sourced nor unsupported.
     """
     known = {s["n"]: s for s in sources}
     if store is not None and known:
@@ -154,6 +156,7 @@ def checked_answer(text: str, sources: Sequence[Mapping[str, Any]],
     order = {old: new for new, old in enumerate(cited_numbers(text), start=1)}
     text = _rewrite(text, order)
     citations = [{**known[old], "n": new} for old, new in order.items()]
-    sentences = [{"text": s, "citations": cited_numbers(s)} for s in split_sentences(text)]
+    sentences = [{"text": s, "citations": cited_numbers(s), "abstains": abstains(s)}
+                 for s in split_sentences(text)]
     return {"text": text, "sentences": sentences, "citations": citations,
-            "unsupported": sum(1 for s in sentences if not s["citations"])}
+            "unsupported": sum(1 for s in sentences if not s["citations"] and not s["abstains"])}

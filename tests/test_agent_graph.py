@@ -69,7 +69,8 @@ def test_plan_fans_out_and_answers_with_global_citations(index: SearchIndex) -> 
     answer = out["answer"]
     assert [c["doc_id"] for c in answer["citations"]] == ["dune", "herbert"]
     assert answer["sentences"][0]["citations"] == [1, 2]
-    assert answer["sentences"][1] == {"text": "He liked sand.", "citations": []}
+    assert answer["sentences"][1] == {"text": "He liked sand.", "citations": [],
+                                      "abstains": False}
     assert answer["unsupported"] == 1
 
 

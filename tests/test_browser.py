@@ -239,10 +239,11 @@ def test_sub_questions_the_documents_left_open_are_listed(page: Any,
     answer = page.locator(".turn .answer.final")
     answer.wait_for()
     assert answer.locator(".answer-text").text_content() == (
-        "The documents do not say everything this question needs. no source "
+        "The documents do not say everything this question needs. "
         "The documents do not say where Frank Herbert [1] studied. ")
     assert answer.locator("ul.gaps li").all_text_contents() == ["Where did Frank Herbert study?"]
     assert answer.locator("p", has_text="Not found in the documents").count() == 1
+    assert answer.locator(".sentence.unsourced").count() == 0  # abstaining claims nothing
 
 
 def test_clarifying_question_by_button_and_by_typing(page: Any, world: dict[str, Any]) -> None:

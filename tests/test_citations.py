@@ -43,12 +43,13 @@ def test_checked_answer_renumbers_in_order_and_marks_unsourced(tmp_path: Path) -
     store.add([Doc("b", "bee"), Doc("c", "sea")])
     sources = [passage(1, "b"), passage(2, "c"), passage(3, "gone")]
     out = checked_answer("Herbert wrote Dune [2]. Born in Tacoma [2][1]. He liked sand. "
-                         "Deleted source [3].", sources, store)
+                         "Deleted source [3]. The documents do not say when.", sources, store)
     assert out["text"] == "Herbert wrote Dune [1]. Born in Tacoma [1][2]. He liked sand. " \
-                          "Deleted source."
+                          "Deleted source. The documents do not say when."
     assert [c["doc_id"] for c in out["citations"]] == ["c", "b"]
-    assert [s["citations"] for s in out["sentences"]] == [[1], [1, 2], [], []]
-    assert out["unsupported"] == 2
+    assert [s["citations"] for s in out["sentences"]] == [[1], [1, 2], [], [], []]
+    assert [s["abstains"] for s in out["sentences"]] == [False] * 4 + [True]
+    assert out["unsupported"] == 2  # saying the documents do not say is no unsupported claim
     store.close()
 
 

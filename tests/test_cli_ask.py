@@ -44,7 +44,8 @@ def test_ask_json_gives_cited_answer(notes_index: Path, tmp_path: Path,
     doc = json.loads(out)
     assert doc["answer"] == "The tide comes from the moon pulling the ocean [1]. Nobody knows why."
     assert [c["doc_id"] for c in doc["citations"]] == ["tides.md"]
-    assert doc["sentences"][1] == {"text": "Nobody knows why.", "citations": []}
+    assert doc["sentences"][1] == {"text": "Nobody knows why.", "citations": [],
+                                   "abstains": False}
     assert doc["unsupported_sentences"] == 1
     assert doc["plan"] == [{"id": "n1", "question": "What makes the tide?", "depends_on": [],
                             "round": 1}]

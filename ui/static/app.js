@@ -276,7 +276,8 @@ function answerNodes(turn) {
     : [{ text: answer.text || '', citations: [] }];
   const paragraph = el('p', { class: 'answer-text' });
   for (const sentence of sentences) {
-    const sourced = (sentence.citations || []).length > 0;
+    // a sentence saying the documents do not say something claims nothing: no mark
+    const sourced = (sentence.citations || []).length > 0 || Boolean(sentence.abstains);
     const span = el('span', { class: sourced ? 'sentence' : 'sentence unsourced',
       title: sourced ? null : 'No cited passage supports this sentence' });
     appendCited(span, String(sentence.text ?? ''), cited, turn);
