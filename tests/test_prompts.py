@@ -35,3 +35,11 @@ def test_synthesis_asks_for_yes_or_no_only_when_the_question_does() -> None:
     assert [is_yes_no(q) for q in ("Was it before 2020?", "\"Is it?\"", "Which is older?",
                                    "isotopes of lead?", "Hasn't it?")] == [
         True, True, False, False, True]
+
+
+def test_strip_echo_drops_an_echoed_answer_lead() -> None:
+    text = ("The first sentence names what is asked for: the name, date, number or term. "
+            "Polygon published it [1].")
+    assert strip_echo(text) == "Polygon published it [1]."
+    echoed = "It is a yes/no question: the answer's first word is Yes or No. No, it did not [2]."
+    assert strip_echo(echoed) == "No, it did not [2]."
