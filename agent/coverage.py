@@ -36,7 +36,7 @@ ABSTENTIONS = (
     "do not mention", "does not mention", "not mentioned", "no mention",
     "do not provide", "does not provide", "not provided", "do not specify",
     "does not specify", "not specified", "do not contain", "does not contain",
-    "could not find", "cannot be determined", "can not be determined", "not possible to determine",
+    "could not find", "can not be determined", "not possible to determine",
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
