@@ -8,8 +8,10 @@ everything the question needs (:data:`PARTLY_FOUND`, written by the code, not le
 model) and lists the gaps, and when every sub-question is a gap the agent answers that
 the documents do not say without asking the model to write anything.
 
-A sub-answer is a gap when its first sentence abstains (:func:`abstains`); a later
-"the documents do not say whether ..." after a cited finding is a caveat, not a gap.
+A sub-answer is a gap when its first sentence abstains (:func:`abstains`) or puts a
+citation where the answer belongs ("The city is [1].", :func:`states_nothing`: small
+models do this when a passage is on topic but they cannot find the answer in it); a
+later "the documents do not say whether ..." after a cited finding is a caveat, not a gap.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["ABSTENTIONS", "NOTHING_FOUND", "PARTLY_FOUND", "abstains", "first_sentence",
-           "split_gaps"]
+           "is_gap", "split_gaps", "states_nothing"]
 
 #: The whole answer when no sub-question found an answer.
 NOTHING_FOUND = "The documents do not say: no passage found answers this question."
@@ -39,6 +41,8 @@ ABSTENTIONS = (
     "could not find", "can not be determined", "not possible to determine",
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+_COPULA_END = re.compile(r"\b(?:is|are|was|were|be|been)$", re.IGNORECASE)
 
 
 def _words(text: str) -> str:
@@ -67,10 +71,27 @@ def abstains(text: str) -> bool:
     return any(f" {phrase} " in words for phrase in ABSTENTIONS)
 
 
+def states_nothing(text: str) -> bool:
+    """Whether ``text`` opens with a sentence that points at a passage instead of saying
+    the answer ("The city where it is based is [1].": a citation in the answer's place).
+
+    Example:
+        >>> states_nothing("The term for them is [1]."), states_nothing("It is Tokyo [1].")
+        (True, False)
+    """
+    bare = _CITATION.sub(" ", first_sentence(text)).strip().rstrip(".!?:;, ")
+    return not bare or bool(_COPULA_END.search(bare))
+
+
+def is_gap(answer: str) -> bool:
+    """Whether a sub-answer leaves its sub-question open: it abstains or states nothing."""
+    return abstains(answer) or states_nothing(answer)
+
+
 def split_gaps(answers: Sequence[Mapping[str, Any]]
                ) -> tuple[list[Mapping[str, Any]], list[str]]:
     """``(answered, gaps)``: the sub-answers that answer, and the questions of those that
-    abstain, both in the given order."""
-    answered = [a for a in answers if not abstains(str(a["answer"]))]
-    gaps = [str(a["question"]) for a in answers if abstains(str(a["answer"]))]
+    leave theirs open (:func:`is_gap`), both in the given order."""
+    answered = [a for a in answers if not is_gap(str(a["answer"]))]
+    gaps = [str(a["question"]) for a in answers if is_gap(str(a["answer"]))]
     return answered, gaps

@@ -23,7 +23,13 @@ from pursuit.agent.citations import checked_answer, renumber
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.coverage import NOTHING_FOUND, PARTLY_FOUND, split_gaps
 from pursuit.agent.llm import LLMClient
-from pursuit.agent.prompts import plan_prompt, review_prompt, strip_echo, synthesis_prompt
+from pursuit.agent.prompts import (
+    plan_prompt,
+    review_prompt,
+    strip_echo,
+    strip_markers,
+    synthesis_prompt,
+)
 from pursuit.agent.searcher import SearchTools, search_subquestion
 from pursuit.agent.state import (
     AgentState,
@@ -228,7 +234,7 @@ class Nodes:
             pieces.append(piece)
             _emit({"type": "token", "text": piece})
         raw = "".join(pieces)
-        text = lead + strip_echo(raw)
+        text = lead + strip_echo(strip_markers(raw))
         out = self._finish(state, {**checked_answer(text, sources, self.tools.store),
                                    "gaps": gaps})
         if stream.reported_tokens is not None:

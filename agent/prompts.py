@@ -16,7 +16,7 @@ from typing import Any
 
 from pursuit.agent.llm import Message, system, user
 
-__all__ = ["answer_prompt", "as_data", "is_yes_no", "strip_echo", "plan_prompt", "review_prompt", "rewrite_prompt",
+__all__ = ["answer_prompt", "as_data", "is_yes_no", "strip_echo", "strip_markers", "plan_prompt", "review_prompt", "rewrite_prompt",
            "synthesis_prompt"]
 
 _MARKERS = re.compile(r"</?\s*(passage|answer|gap|question|data)\b[^>]*>", re.IGNORECASE)
@@ -72,6 +72,11 @@ def strip_echo(text: str) -> str:
             continue
         kept.append(sentence)
     return " ".join(kept)
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without our block markers (a model may echo ``</answer>`` at its end)."""
+    return re.sub(r"[ \t]{2,}", " ", _MARKERS.sub("", text)).strip()
 
 
 def as_data(text: str) -> str:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pursuit.agent.prompts import answer_prompt, as_data, is_yes_no, strip_echo, synthesis_prompt
+from pursuit.agent.prompts import (
+    answer_prompt,
+    as_data,
+    is_yes_no,
+    strip_echo,
+    strip_markers,
+    synthesis_prompt,
+)
 
 
 def test_as_data_neutralises_our_block_markers_only() -> None:
@@ -43,3 +50,8 @@ def test_strip_echo_drops_an_echoed_answer_lead() -> None:
     assert strip_echo(text) == "Polygon published it [1]."
     echoed = "It is a yes/no question: the answer's first word is Yes or No. No, it did not [2]."
     assert strip_echo(echoed) == "No, it did not [2]."
+
+
+def test_strip_markers_drops_an_echoed_block_tag() -> None:
+    assert strip_markers("It is Tokyo [1].</answer>") == "It is Tokyo [1]."
+    assert strip_markers("A <gap>b</gap> c <b>d</b>") == "A b c <b>d</b>"
