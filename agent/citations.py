@@ -18,24 +18,13 @@ from typing import Any
 import Stemmer
 
 from pursuit.agent.coverage import abstains
+from pursuit.agent.sentences import cited_numbers, split_sentences
 from pursuit.indexes.docstore import DocStore
 
 __all__ = ["attribute", "attribute_uncited", "checked_answer", "cited_numbers", "content_words",
            "keep_citations", "renumber", "split_sentences"]
 
-_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _CITE_SPACED = re.compile(r"(\s*)\[(\d+(?:\s*,\s*\d+)*)\]")
-
-
-def cited_numbers(text: str) -> list[int]:
-    """Citation numbers in ``text`` in order of first appearance (``[2]``, ``[1, 3]``)."""
-    seen: list[int] = []
-    for group in _CITE.findall(text):
-        for part in group.split(","):
-            n = int(part)
-            if n not in seen:
-                seen.append(n)
-    return seen
 
 
 def keep_citations(text: str, valid: set[int]) -> str:
@@ -126,13 +115,6 @@ def renumber(answers: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict
             mapping[n] = by_doc[passage["doc_id"]]
         notes.append(f"{answer['question']}: {_rewrite(answer['answer'], mapping)}")
     return notes, sources
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of an answer; a citation right after a full stop stays with its sentence."""
-    text = re.sub(r"([.!?])\s*((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)",
-                  lambda m: f" {m.group(2).strip()}{m.group(1)} ", text)
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
 def checked_answer(text: str, sources: Sequence[Mapping[str, Any]],

@@ -21,6 +21,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pursuit.agent.sentences import CITATION, split_sentences
+
 __all__ = ["ABSTENTIONS", "NOTHING_FOUND", "PARTLY_FOUND", "abstains", "first_sentence",
            "is_gap", "split_gaps", "states_nothing"]
 
@@ -40,8 +42,6 @@ ABSTENTIONS = (
     "does not specify", "not specified", "do not contain", "does not contain",
     "could not find", "can not be determined", "not possible to determine",
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-_CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 _COPULA_END = re.compile(r"\b(?:is|are|was|were|be|been)$", re.IGNORECASE)
 
 
@@ -53,9 +53,10 @@ def _words(text: str) -> str:
 
 
 def first_sentence(text: str) -> str:
-    """The first sentence of ``text`` (all of it when it has one sentence)."""
-    parts = [p for p in _SENTENCE_END.split(text.strip(), maxsplit=1) if p.strip()]
-    return parts[0] if parts else ""
+    """The first sentence of ``text`` (all of it when it has one sentence), split as the
+    answer's sentences are (:func:`~pursuit.agent.sentences.split_sentences`)."""
+    sentences = split_sentences(text)
+    return sentences[0] if sentences else ""
 
 
 def abstains(text: str) -> bool:
@@ -79,7 +80,7 @@ def states_nothing(text: str) -> bool:
         >>> states_nothing("The term for them is [1]."), states_nothing("It is Tokyo [1].")
         (True, False)
     """
-    bare = _CITATION.sub(" ", first_sentence(text)).strip().rstrip(".!?:;, ")
+    bare = CITATION.sub(" ", first_sentence(text)).strip().rstrip(".!?:;, ")
     return not bare or bool(_COPULA_END.search(bare))
 
 
@@ -92,6 +93,11 @@ def split_gaps(answers: Sequence[Mapping[str, Any]]
                ) -> tuple[list[Mapping[str, Any]], list[str]]:
     """``(answered, gaps)``: the sub-answers that answer, and the questions of those that
     leave theirs open (:func:`is_gap`), both in the given order."""
-    answered = [a for a in answers if not is_gap(str(a["answer"]))]
-    gaps = [str(a["question"]) for a in answers if is_gap(str(a["answer"]))]
+    answered: list[Mapping[str, Any]] = []
+    gaps: list[str] = []
+    for a in answers:
+        if is_gap(str(a["answer"])):
+            gaps.append(str(a["question"]))
+        else:
+            answered.append(a)
     return answered, gaps

@@ -93,8 +93,8 @@ class PrefixKVCache:
         """
         ids = ids.reshape(-1).cpu()
         best, length = None, 0
-        for key, (held, cache) in self._entries.items():
-            n = min(_common(held, ids), ids.numel() - 1, cache.get_seq_length())
+        for key, (held, _) in self._entries.items():
+            n = min(_common(held, ids), ids.numel() - 1)  # put() keeps ids as long as the cache
             if n > length:
                 best, length = key, n
         self.stats.prompt_tokens += ids.numel()
