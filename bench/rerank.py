@@ -15,6 +15,8 @@ BlockRank keeps its document-KV cache across queries, as it would in use: a docu
 a candidate of several claims is encoded once. The BM25 time (retrieval and document
 fetching) is reported separately. Process CPU time is reported too, because wall time on a
 shared machine also counts other processes; so is the load average around each system.
+For listwise the row also counts its windows, those whose order the model kept as given,
+and those whose output named no passage at all.
 
 The JSON is rewritten after every system, so a killed run keeps what finished. It ends with
 the check of the claim "ICR is at least 3x faster than listwise in the same run".
@@ -41,6 +43,7 @@ from pursuit.indexes.beir import Dataset, read_beir
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.base import cached_lm
+from pursuit.rerankers.listwise import WindowStats
 from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.compare import compare
 from pursuit.retrievers.evaluate import evaluate
@@ -179,6 +182,9 @@ def main() -> None:
                 warm_up(stage)
                 cache = getattr(stage, "cache", None)  # BlockRank's document-KV cache
                 hits0, misses0 = (cache.stats.hits, cache.stats.misses) if cache else (0, 0)
+                ws = getattr(stage, "stats", None)
+                windows0 = ((ws.windows, ws.kept, ws.named_none) if isinstance(ws, WindowStats)
+                            else (0, 0, 0))
                 load_before = os.getloadavg()[0]
                 print(f"{label}: reranking {len(queries)} queries ({stage.name})", flush=True)
                 ranked, wall, cpu = timed_batches(stage, label, queries, pools, args.chunk)
@@ -193,6 +199,11 @@ def main() -> None:
                 if cache is not None:  # documents shared between claims are encoded once
                     row["doc_cache"] = {"hits": cache.stats.hits - hits0,
                                         "misses": cache.stats.misses - misses0}
+                window_stats = getattr(stage, "stats", None)  # listwise: what the model wrote
+                if isinstance(window_stats, WindowStats):
+                    row["windows"] = {"windows": window_stats.windows - windows0[0],
+                                      "kept_order": window_stats.kept - windows0[1],
+                                      "named_none": window_stats.named_none - windows0[2]}
                 report["systems"].append(row)
                 print(f"{label}: {row['s_per_query']:.2f} s/query (cpu "
                       f"{row['cpu_s_per_query']:.2f}), " +

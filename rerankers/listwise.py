@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,32 @@ SYSTEM = ("You are a search assistant that ranks passages by how relevant they a
           "search query.")
 DEFAULTS: dict[str, Any] = {"model": None, "dtype": "bfloat16", "device": "auto", "window": 20,
                             "step": 10, "max_doc_tokens": 300, "max_new_tokens": None}
+
+
+@dataclass
+class WindowStats:
+    """What the model did with the windows a :class:`ListwiseReranker` has shown it.
+
+    Attributes:
+        windows: Windows of two or more passages sent to the model.
+        kept: Windows whose parsed order is the order they were given in (a small model
+            often copies its input back; unreadable output also keeps the order).
+        named_none: Windows whose output named no passage of the window at all.
+    """
+
+    windows: int = 0
+    kept: int = 0
+    named_none: int = 0
+
+
+def named(text: str, n: int) -> int:
+    """How many distinct passages ``1..n`` the model's output names.
+
+    Example:
+        >>> named("[2] > [2] > [7]", 3)
+        1
+    """
+    return len({int(t) for t in re.findall(r"\d+", text) if 1 <= int(t) <= n})
 
 
 def parse_permutation(text: str, n: int) -> list[int]:
@@ -116,6 +143,7 @@ class ListwiseReranker(Reranker):
         self.lm, self.window, self.step = lm, window, step
         self.max_doc_tokens, self.max_new_tokens = max_doc_tokens, max_new_tokens
         self.generate: Generate = generate if generate is not None else self._generate
+        self.stats = WindowStats()
 
     def score_docs(self, query: Query, docs: Sequence[Doc]) -> list[float]:
         order = self.order(query, docs)
@@ -133,7 +161,11 @@ class ListwiseReranker(Reranker):
                 continue
             part = ranks[start:end]
             answer = self.generate(query.text, [texts[i] for i in part])
-            ranks[start:end] = [part[j] for j in parse_permutation(answer, len(part))]
+            perm = parse_permutation(answer, len(part))
+            ranks[start:end] = [part[j] for j in perm]
+            self.stats.windows += 1
+            self.stats.kept += perm == list(range(len(part)))
+            self.stats.named_none += named(answer, len(part)) == 0
         return ranks
 
     def _passage(self, doc: Doc) -> str:

@@ -76,6 +76,18 @@ def test_sliding_window_bookkeeping_with_reversing_windows() -> None:
     assert (r.provenance.pipeline, r.provenance.index) == ("listwise", "x")
 
 
+def test_window_stats_count_kept_orders_and_unreadable_answers() -> None:
+    answers = iter(["[1] > [2] > [3] > [4]", "[2] > [1]", "no idea", "[9] > [1]"])
+    q, cands = ranking(4)
+    r = ListwiseReranker(generate=lambda query, passages: next(answers), window=4, step=2)
+    r.transform(q, cands)                        # one window: copied back in order
+    assert (r.stats.windows, r.stats.kept, r.stats.named_none) == (1, 1, 0)
+    r.transform(q, cands)                        # reordered
+    r.transform(q, cands)                        # unreadable: kept, names nothing
+    r.transform(q, cands)                        # names only [1]: kept
+    assert (r.stats.windows, r.stats.kept, r.stats.named_none) == (4, 3, 1)
+
+
 def test_a_relevant_document_at_the_bottom_climbs_to_the_top() -> None:
     fake = Scripted("w9")  # the model always puts document 9 first when it sees it
     q, cands = ranking(10)
