@@ -18,7 +18,10 @@ shared machine also counts other processes; so is the load average around each s
 For listwise the row also counts its windows, those whose order the model kept as given,
 and those whose output named no passage at all.
 
-The JSON is rewritten after every system, so a killed run keeps what finished. It ends with
+The JSON is rewritten after every system, so a killed run keeps what finished; each
+system's rankings (and BM25's) are written as TREC runs beside it, in ``<out>-runs/``, so
+rows measured in separate runs can be tested together later with
+``pursuit compare DATA --run bm25=... --run icr=...``. It ends with
 the check of the claim "ICR is at least 3x faster than listwise in the same run".
 
 Run:
@@ -42,6 +45,7 @@ import torch
 from pursuit.indexes.beir import Dataset, read_beir
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc, Query, Ranking
+from pursuit.indexes.trec import write_run
 from pursuit.rerankers.base import cached_lm
 from pursuit.rerankers.listwise import WindowStats
 from pursuit.rerankers.registry import reranker_stages
@@ -161,6 +165,9 @@ def main() -> None:
               f"document fetch), " + ", ".join(f"{m} {v:.4f}" for m, v in base.items()),
               flush=True)
         rankings: dict[str, list[Ranking]] = {"bm25": pools}
+        runs_dir = out.with_name(f"{out.stem}-runs")
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        report["first_stage"]["run"] = str(write_run(pools, runs_dir / "bm25.trec", tag="bm25"))
         stages = reranker_stages(index.store)
 
         for model in models:
@@ -204,6 +211,8 @@ def main() -> None:
                     row["windows"] = {"windows": window_stats.windows - windows0[0],
                                       "kept_order": window_stats.kept - windows0[1],
                                       "named_none": window_stats.named_none - windows0[2]}
+                row["run"] = str(write_run(ranked, runs_dir / f"{system}-{model}.trec",
+                                           tag=f"{system}-{model}"))
                 report["systems"].append(row)
                 print(f"{label}: {row['s_per_query']:.2f} s/query (cpu "
                       f"{row['cpu_s_per_query']:.2f}), " +

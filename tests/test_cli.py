@@ -121,6 +121,56 @@ def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None
     assert json.loads(out)["baseline"] == "a"
 
 
+def _tiny_dataset(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in [
+        {"_id": "d1", "title": "Tides", "text": "The moon makes the tide."},
+        {"_id": "d2", "title": "Lava", "text": "A volcano erupts lava."},
+        {"_id": "d3", "title": "Snakes", "text": "A python is a snake."},
+    ]) + "\n")
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "volcano lava"}\n'
+                                        '{"_id": "q2", "text": "moon tide"}\n')
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n")
+    return root
+
+
+def test_compare_saved_runs_without_an_index(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = _tiny_dataset(tmp_path / "tiny")
+    good, bad, half = tmp_path / "good.trec", tmp_path / "bad.trec", tmp_path / "half.trec"
+    good.write_text("q1 Q0 d2 1 2.0 g\nq1 Q0 d1 2 1.0 g\nq2 Q0 d1 1 3.0 g\n")
+    bad.write_text("q1 Q0 d1 1 2.0 b\nq1 Q0 d2 2 1.0 b\nq2 Q0 d3 1 3.0 b\n")
+    half.write_text("q1 Q0 d2 1 2.0 h\nq9 Q0 d1 1 1.0 h\n")   # no q2; q9 is not in the data
+    code, out, err = cli_run(["compare", str(data), "-r", f"bad={bad}", "-r", f"good={good}",
+                              "-r", f"half={half}", "--json"])
+    assert code == 0, err
+    result = json.loads(out)
+    ndcg = {row["system"]: row["measures"]["nDCG@10"]["mean"] for row in result["rows"]}
+    assert result["baseline"] == "bad" and result["queries"] == 2
+    # bad: d2 at rank 2 for q1 (1/log2(3) = 0.6309), nothing for q2; half: q1 right, q2 missing
+    assert ndcg == pytest.approx({"bad": 0.6309 / 2, "good": 1.0, "half": 0.5}, abs=1e-4)
+    assert "run 'half' has no ranking for 1 of 2 judged queries (first: q2)" in err
+    assert not (tmp_path / "cache").exists()  # no index was built for runs alone
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-r", "a=RUN"], "compare needs at least two systems"),
+    (["-r", "a=RUN", "-r", "a=RUN"], "--run names 'a' twice"),
+    (["-r", "a=RUN", "-p", "a=bm25"], "system name 'a' is given twice"),
+    (["-r", "a=RUN", "-r", "b=RUN", "--baseline", "c"], "--baseline 'c' is not one of"),
+    (["-r", "a=RUN", "-r", "b=nowhere.trec"], "run file not found"),
+    (["-r", "a=RUN", "-r", "b=OTHER"], "run 'b' (OTHER) ranks none of the 2 queries"),
+])
+def test_compare_run_errors(cli_run, tmp_path: Path, argv: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    data = _tiny_dataset(tmp_path / "tiny")
+    run, other = tmp_path / "a.trec", tmp_path / "other.trec"
+    run.write_text("q1 Q0 d2 1 2.0 a\n")
+    other.write_text("x1 Q0 d2 1 2.0 o\n")
+    argv = [a.replace("RUN", str(run)).replace("OTHER", str(other)) for a in argv]
+    code, out, err = cli_run(["compare", str(data), *argv])
+    assert code == 1 and out == ""
+    assert message.replace("OTHER", str(other)) in " ".join(err.split())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["index", "no/such/place", "--out", "x"], "no/such/place"),
     (["search", "q", "--index", "no-index-here"], "no index at no-index-here"),

@@ -184,18 +184,22 @@ def evaluate(
 @app.command()
 def compare(
     dataset: Annotated[Path, typer.Argument(help="BEIR dataset folder.")],
-    pipeline: Annotated[list[str], typer.Option("--pipeline", "-p", help="NAME=PIPELINE, repeatable.")],
-    baseline: Annotated[str | None, typer.Option(help="NAME of the baseline (default: the first).")] = None,
+    pipeline: Annotated[list[str] | None, typer.Option("--pipeline", "-p", help="NAME=PIPELINE, repeatable.")] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", "-r", help="NAME=FILE: a saved TREC run, repeatable.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="NAME of the baseline (default: the first pipeline, else the first run).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N queries.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare pipelines on a dataset with paired t-tests (Holm-corrected) against a baseline."""
+    """Compare pipelines and saved TREC runs on a dataset with paired t-tests (Holm-corrected)
+    against a baseline."""
     from pursuit.ui.evaluation import compare_pipelines
 
     systems = _pairs(pipeline, "--pipeline")
-    comparison = compare_pipelines(dataset, systems, baseline=baseline or next(iter(systems)),
+    runs = {name: Path(file) for name, file in _pairs(run, "--run").items()}
+    first = next(iter(systems), next(iter(runs), None))
+    comparison = compare_pipelines(dataset, systems, runs=runs, baseline=baseline or first or "",
                                    settings=_settings(), limit=limit, split=split,
                                    index_dir=index_dir, console=console)
     if as_json:
@@ -282,8 +286,10 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for value in values or []:
         key, sep, rest = value.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise PursuitError(f"{flag} expects KEY=VALUE, got {value!r}")
+        if key.strip() in pairs:
+            raise PursuitError(f"{flag} names {key.strip()!r} twice")
         pairs[key.strip()] = rest.strip()
     return pairs
 

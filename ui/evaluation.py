@@ -1,4 +1,4 @@
-"""``pursuit eval`` and ``pursuit compare``: pipelines over a dataset's index."""
+"""``pursuit eval`` and ``pursuit compare``: pipelines over a dataset's index, and saved runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from rich.console import Console
 from pursuit.indexes.beir import Dataset
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import PursuitError
+from pursuit.indexes.records import Ranking
+from pursuit.indexes.trec import read_run_rankings
 from pursuit.retrievers.batch import run_pipeline
 from pursuit.retrievers.compare import Comparison, compare
 from pursuit.ui.datasets import dataset_index, load_dataset
@@ -18,16 +20,21 @@ from pursuit.ui.settings import Settings
 from pursuit.ui.stages import pipeline_over, pipelines_over
 
 
+def _subset(dataset: Dataset, limit: int | None) -> Dataset:
+    """The dataset's first ``limit`` queries and their judgements (all with ``None``)."""
+    if limit is None:
+        return dataset
+    if limit < 1:
+        raise PursuitError(f"--limit must be a positive number of queries, got {limit}")
+    queries = dataset.queries[:limit]
+    kept = {q.id for q in queries}
+    return Dataset(dataset.name, dataset.corpus, queries,
+                   {q: r for q, r in dataset.qrels.items() if q in kept})
+
+
 def _open(dataset_path: Path, split: str, limit: int | None, index_dir: Path | None,
           settings: Settings, console: Console | None) -> tuple[Dataset, SearchIndex]:
-    dataset = load_dataset(dataset_path, split=split)
-    if limit is not None:
-        if limit < 1:
-            raise PursuitError(f"--limit must be a positive number of queries, got {limit}")
-        queries = dataset.queries[:limit]
-        kept = {q.id for q in queries}
-        dataset = Dataset(dataset.name, dataset.corpus, queries,
-                          {q: r for q, r in dataset.qrels.items() if q in kept})
+    dataset = _subset(load_dataset(dataset_path, split=split), limit)
     if index_dir is not None:
         return dataset, SearchIndex.open(index_dir)
     return dataset, dataset_index(dataset, settings, source=str(dataset_path), console=console)
@@ -50,14 +57,59 @@ def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
 
 
 def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baseline: str,
-                      settings: Settings, limit: int | None = None, split: str = "test",
+                      settings: Settings, runs: Mapping[str, Path] | None = None,
+                      limit: int | None = None, split: str = "test",
                       index_dir: Path | None = None,
                       console: Console | None = None) -> Comparison:
-    """Compare named pipelines against ``baseline`` with paired, Holm-corrected t-tests."""
-    if baseline not in systems:
-        raise PursuitError(f"--baseline {baseline!r} is not one of the pipelines: "
-                           f"{', '.join(systems)}")
+    """Compare named pipelines and saved TREC runs against ``baseline`` with paired,
+    Holm-corrected t-tests.
+
+    Pipelines run over the dataset's index (built when needed); runs are read from their
+    files, so rankings computed earlier (or elsewhere) are tested with the same queries and
+    judgements. With runs only, no index is opened. A judged query a run has no ranking for
+    scores 0 (as ``trec_eval -c``), and ``console`` is told how many there are.
+
+    Raises:
+        PursuitError: A name used twice, an unknown baseline, a run file that cannot be read
+            or that shares no query with the dataset.
+    """
+    runs = dict(runs or {})
+    names = [*systems, *runs]
+    if len(names) < 2:
+        raise PursuitError("compare needs at least two systems (--pipeline NAME=PIPELINE or "
+                           "--run NAME=FILE)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise PursuitError(f"system name {twice[0]!r} is given twice; names must be unique")
+    if baseline not in names:
+        raise PursuitError(f"--baseline {baseline!r} is not one of the systems: "
+                           f"{', '.join(names)}")
+    if not systems:
+        dataset = _subset(load_dataset(dataset_path, split=split), limit)
+        return compare(_read_runs(runs, dataset, console), dataset, baseline)
     dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
     with index:
-        stages = pipelines_over(index, systems)
-        return compare(stages, dataset, baseline)
+        ranked: dict[str, Any] = dict(pipelines_over(index, systems))
+        ranked.update(_read_runs(runs, dataset, console))
+        return compare({n: ranked[n] for n in names}, dataset, baseline)
+
+
+def _read_runs(runs: Mapping[str, Path], dataset: Dataset,
+               console: Console | None) -> dict[str, list[Ranking]]:
+    """Each run file's rankings of the dataset's queries."""
+    queries = {q.id: q for q in dataset.queries}
+    judged = [q for q in queries if q in dataset.qrels]
+    out: dict[str, list[Ranking]] = {}
+    for name, path in runs.items():
+        rankings = [r for r in read_run_rankings(path, queries=queries, pipeline=path.name)
+                    if r.query.id in queries]
+        have = {r.query.id for r in rankings}
+        if not have:
+            raise PursuitError(f"run {name!r} ({path}) ranks none of the {len(queries)} queries "
+                               f"of {dataset.name}: is it a run of another dataset or split?")
+        missing = [q for q in judged if q not in have]
+        if missing and console is not None:
+            console.print(f"[yellow]run {name!r} has no ranking for {len(missing)} of "
+                          f"{len(judged)} judged queries (first: {missing[0]}); they score 0")
+        out[name] = rankings
+    return out
