@@ -163,11 +163,14 @@ class BlockForward:
                 for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
     def query_pass(self, instr: BlockKV, docs: Sequence[BlockKV], layout: BlockLayout,
-                   logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   logits: bool = False,
+                   every_layer: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores of ``docs`` (float32, same order) and, if asked, the query block's logits.
 
         The signal tokens' pre-softmax logits to document tokens only, softmaxed over those
-        tokens, averaged over heads and signal tokens, summed per document block.
+        tokens, averaged over heads and signal tokens, summed per document block. With
+        ``every_layer`` the scores of layers ``0..layer`` come back as rows ``[layer + 1,
+        docs]`` (a layer sweep in one pass; ``docs`` must hold keys up to :attr:`layer`).
         """
         ids = torch.tensor([list(layout.query)])
         h = self.embed(ids)
@@ -180,20 +183,21 @@ class BlockForward:
         mask[:, prefix:] = torch.ones(n, n, dtype=torch.bool).tril()
         last = len(self.layers) - 1 if logits else self.layer
         signal = torch.tensor(layout.signal, device=self.device)
-        scores = torch.empty(0)
+        rows: list[torch.Tensor] = []
         for i in range(last + 1):
             q, k, v = self.qkv(i, h, rope)
             assert q is not None
             dk = torch.cat([d.layers[i][0] for d in docs], dim=1)[None]
-            if i == self.layer:
-                scores = _block_mass(q[:, :, signal], dk, seg, len(docs),
-                                     self.layers[i].self_attn.scaling)
-                if not logits:
+            if i == self.layer or (every_layer and i < self.layer):
+                rows.append(_block_mass(q[:, :, signal], dk, seg, len(docs),
+                                        self.layers[i].self_attn.scaling))
+                if i == self.layer and not logits:
                     break
             dv = torch.cat([d.layers[i][1] for d in docs], dim=1)[None]
             keys = torch.cat([instr.layers[i][0][None], dk, k], dim=2)
             values = torch.cat([instr.layers[i][1][None], dv, v], dim=2)
             h = self.finish(i, h, self.sdpa(i, q, keys, values, mask))
+        scores = torch.stack(rows) if every_layer else rows[-1]
         if not logits:
             return scores, None
         return scores, self.model.lm_head(self.decoder.norm(h))[0]

@@ -84,6 +84,21 @@ def test_scores_and_kv_equal_per_block_reference(lm, path: str) -> None:
                                        atol=1e-5, rtol=1e-4)
 
 
+def test_every_layer_rows_equal_the_reference_at_each_layer(lm) -> None:
+    layout = build_layout(lm, QUERY, DOCS, max_doc_tokens=64, signal_tokens=2)
+    engine = BlockForward(lm.model, 2)
+    with torch.no_grad():
+        instr = engine.instruction_kv(layout.instruction, 2)
+        docs = engine.docs_kv(instr, layout.docs, 2, "mask")
+        rows, _ = engine.query_pass(instr, docs, layout, every_layer=True)
+        last, _ = engine.query_pass(instr, docs, layout)
+    assert rows.shape == (3, len(DOCS))
+    for layer in range(3):
+        torch.testing.assert_close(rows[layer], reference(lm, layout, layer)[0].float(),
+                                   atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(rows[2], last, atol=0, rtol=0)
+
+
 def test_batched_path_equals_mask_path(lm) -> None:
     batched = BlockRankReranker(lm, layer=2, path="batched", batch_size=3, signal_tokens=2)
     mask = BlockRankReranker(lm, layer=2, path="mask", batch_size=4, signal_tokens=2)
