@@ -64,3 +64,32 @@ def test_peak_rise_sees_a_64_mib_allocation_freed_before_it_returns() -> None:
     # The high-water mark was reset: a second, smaller allocation is not hidden by the first.
     _, rise_small, _ = scaling.peak_rise(lambda: allocate(16))
     assert 15 * 2**20 <= rise_small <= 24 * 2**20
+
+
+def _report(systems: dict[str, float], bm25: float = 0.5) -> dict:  # type: ignore[type-arg]
+    """A rerank.py report with one row per system and its raw nDCG@10 / RR@10 p-value."""
+    return {"dataset": "beir-scifact test", "queries": 300, "k": 10,
+            "first_stage": {"nDCG@10": bm25, "RR@10": 0.4, "ms_per_query": 0.2},
+            "systems": [{"system": s, "model": "m", "label": s, "nDCG@10": 0.6, "RR@10": 0.5,
+                         "s_per_query": 1.0, "cpu_s_per_query": 2.0} for s in systems],
+            "comparison": {"rows": [{"system": s, "measures": {
+                m: {"p": p, "wins": 1, "ties": 2, "losses": 3} for m in ("nDCG@10", "RR@10")}}
+                for s, p in systems.items()]}}
+
+
+def test_rerank_table_applies_holm_across_separate_runs() -> None:
+    table = load("rerank_table").merge([_report({"icr": 0.01}), _report({"ql": 0.04,
+                                                                          "listwise": 0.5})])
+    got = {r["system"]: r["tests"]["nDCG@10"]["p_holm_all"] for r in table["rows"]}
+    # Holm over three: 0.01 * 3, then max(0.03, 0.04 * 2), then max(0.08, 0.5 * 1)
+    assert got == pytest.approx({"icr": 0.03, "ql": 0.08, "listwise": 0.5})
+
+
+@pytest.mark.parametrize(("other", "message"), [
+    (_report({"ql": 0.1}, bm25=0.51), "runs have different BM25 nDCG@10: 0.5 vs 0.51"),
+    (_report({"icr": 0.1}), "icr with m appears in two runs"),
+    ({**_report({"ql": 0.1}), "queries": 40}, "runs differ in queries: 300 vs 40"),
+])
+def test_rerank_table_refuses_runs_that_do_not_match(other: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=message):
+        load("rerank_table").merge([_report({"icr": 0.01}), other])

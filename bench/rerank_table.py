@@ -1,0 +1,88 @@
+"""One reranking table from several ``bench/rerank.py`` runs, Holm-corrected across all rows.
+
+The 300-query SciFact rows take 25-75 minutes each on a 2-core CPU, so they are measured in
+separate runs. Each run tests its systems against the same BM25 first stage with a paired
+t-test and records the raw p-values; Holm's correction needs nothing else, so this script
+gathers the rows of every run given, checks that they share the dataset, the queries, the
+depth and BM25's numbers, and applies Holm over all rerankers of a model per measure —
+what a single run of every system would have printed.
+
+Run:
+    .venv/bin/python bench/rerank_table.py bench/results/rerank-icr-300.json \\
+        bench/results/rerank-br-ql-300.json [--out bench/results/rerank-300.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pursuit.retrievers.compare import holm
+
+MEASURES = ("nDCG@10", "RR@10")
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rows of ``reports`` with Holm-adjusted p-values per (model, measure).
+
+    Raises:
+        ValueError: The runs differ in dataset, queries, depth or BM25's numbers, or two
+            runs measured the same system with the same model.
+    """
+    first = reports[0]
+    key = ("dataset", "queries", "k")
+    for other in reports[1:]:
+        for field in key:
+            if other[field] != first[field]:
+                raise ValueError(f"runs differ in {field}: {first[field]!r} vs {other[field]!r}")
+        for m in MEASURES:
+            a, b = first["first_stage"][m], other["first_stage"][m]
+            if abs(a - b) > 1e-9:
+                raise ValueError(f"runs have different BM25 {m}: {a} vs {b}")
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for report in reports:
+        tests = {r["system"]: r["measures"] for r in report["comparison"]["rows"]}
+        for row in report["systems"]:
+            ident = (row["system"], row["model"])
+            if ident in seen:
+                raise ValueError(f"{row['system']} with {row['model']} appears in two runs")
+            seen.add(ident)
+            rows.append({**row, "tests": tests[row["label"]]})
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model]
+        for m in MEASURES:
+            for r, p in zip(mine, holm([r["tests"][m]["p"] for r in mine]), strict=True):
+                r["tests"][m]["p_holm_all"] = p
+    return {"dataset": first["dataset"], "queries": first["queries"], "k": first["k"],
+            "first_stage": first["first_stage"], "rows": rows}
+
+
+def main() -> None:
+    """Print the merged table; write it with ``--out``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    table = merge([json.loads(p.read_text()) for p in args.runs])
+    bm25 = table["first_stage"]
+    print(f"{table['dataset']}, {table['queries']} queries, BM25 top {table['k']}")
+    print("| system | model | nDCG@10 | p (Holm, all rows) | RR@10 | p (Holm) | W/T/L nDCG@10 "
+          "| s/query (wall) | CPU s/query |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| BM25 | — | {bm25['nDCG@10']:.4f} | — | {bm25['RR@10']:.4f} | — | — "
+          f"| {bm25['ms_per_query'] / 1000:.4f} | — |")
+    for r in table["rows"]:
+        n, rr = r["tests"]["nDCG@10"], r["tests"]["RR@10"]
+        print(f"| {r['system']} | {r['model']} | {r['nDCG@10']:.4f} | {n['p_holm_all']:.2g} "
+              f"| {r['RR@10']:.4f} | {rr['p_holm_all']:.2g} | {n['wins']}/{n['ties']}/"
+              f"{n['losses']} | {r['s_per_query']:.2f} | {r['cpu_s_per_query']:.2f} |")
+    if args.out:
+        args.out.write_text(json.dumps(table, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
