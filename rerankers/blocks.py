@@ -7,7 +7,9 @@ A BlockRank prompt (``METHODS.md`` §2) is cut into blocks that are tokenised se
   document) and can be cached across queries;
 * blocks 1..N, one per document: ``ID: {label} | CONTENT: {title text} | END ID: {label}``,
   shortened to a token budget (the document text is cut, never the wrapper);
-* block N+1, the query and the answer prefix, ending in ``Final Answer: [``.
+* block N+1, the query and the answer prefix, ending in ``Final Answer: [``; the signal
+  tokens whose attention scores the documents are the query text's own tokens (zero-shot)
+  or the last tokens of the answer prefix (the paper's choice after fine-tuning).
 
 Positions: block 0 takes ``0..l0-1``, every document block restarts at ``l0``, and the
 query block starts after the longest document, so a document's states never depend on its
@@ -36,7 +38,12 @@ from pursuit.rerankers.prompting import truncate_tokens
 
 TASK = ("You will be given a query and a list of documents, each between ID and END ID. "
         "Find the document that best answers the query.\nDocuments:\n")
-ASK = "Query: {query}\nWhich document is most relevant to the query? Answer with its ID."
+ASK_HEAD = "Query:"
+ASK_TAIL = "\nWhich document is most relevant to the query? Answer with its ID."
+#: Which query-block tokens score documents: the query text's own tokens (the default;
+#: measured far better zero-shot, BENCHMARKS.md) or the last tokens of the answer prefix
+#: (the paper's choice, for fine-tuned models).
+SIGNALS = ("query", "answer")
 ANSWER = "Final Answer: ["
 
 
@@ -150,7 +157,8 @@ def instruction_text(lm: Any) -> tuple[str, str]:
 
 
 def build_layout(lm: Any, query: str, docs: Sequence[Doc], *, max_doc_tokens: int | None = 384,
-                 signal_tokens: int = 1, answer: str | None = None, gap: int = 0) -> BlockLayout:
+                 signal: str = "query", signal_tokens: int = 1, answer: str | None = None,
+                 gap: int = 0) -> BlockLayout:
     """Tokenise a BlockRank prompt into blocks.
 
     Args:
@@ -158,26 +166,41 @@ def build_layout(lm: Any, query: str, docs: Sequence[Doc], *, max_doc_tokens: in
         query: The query text; never shortened.
         docs: The candidate documents; each block is labelled with the document's id.
         max_doc_tokens: Token budget of one document block (``None``: no limit).
-        signal_tokens: How many tokens at the end of the prompt score documents.
+        signal: ``"query"``: the query text's tokens score documents; ``"answer"``: the
+            last ``signal_tokens`` tokens of the prompt do.
+        signal_tokens: How many tokens at the end of the prompt score documents
+            (``signal="answer"`` only).
         answer: Answer text appended after ``Final Answer: [`` (training only); the signal
-            tokens stay the last ones of the prompt proper.
+            tokens stay within the prompt proper.
         gap: Extra positions between the longest document and the query block.
 
     Example:
         >>> build_layout(lm, "tides", [Doc("d1", "The moon pulls the sea.")]).l0  # doctest: +SKIP
     """
+    if signal not in SIGNALS:
+        raise PursuitError(f"signal={signal!r} is not one of {', '.join(SIGNALS)}")
     if signal_tokens < 1:
         raise ValueError(f"signal_tokens must be >= 1, got {signal_tokens}")
     tok = lm.tokenizer
+
+    def encode(text: str) -> list[int]:
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
     head, suffix = instruction_text(lm)
-    instruction = tuple(tok(head, add_special_tokens=False)["input_ids"])
+    instruction = tuple(encode(head))
     blocks = tuple(tuple(doc_block_ids(tok, d.id, doc_content(d), max_doc_tokens)) for d in docs)
-    prompt = list(tok(ASK.format(query=query) + suffix + ANSWER,
-                      add_special_tokens=False)["input_ids"])
+    # Tokenised in pieces, so the query text's own tokens are known exactly.
+    lead, asked = encode(ASK_HEAD), encode(" " + " ".join(query.split()))
+    prompt = lead + asked + encode(ASK_TAIL + suffix + ANSWER)
     n = len(prompt)
-    if signal_tokens > n:
-        raise ValueError(f"signal_tokens={signal_tokens} exceeds the query block ({n} tokens)")
-    signal = tuple(range(n - signal_tokens, n))
+    if signal == "query":
+        picked = tuple(range(len(lead), len(lead) + len(asked)))
+    else:
+        if signal_tokens > n:
+            raise ValueError(f"signal_tokens={signal_tokens} exceeds the query block ({n} tokens)")
+        picked = tuple(range(n - signal_tokens, n))
+    if not picked:
+        raise PursuitError("the query is empty: BlockRank needs query text to score documents")
     if answer is not None:
-        prompt += list(tok(answer, add_special_tokens=False)["input_ids"])
-    return BlockLayout(instruction, blocks, tuple(prompt), signal, gap)
+        prompt += encode(answer)
+    return BlockLayout(instruction, blocks, tuple(prompt), picked, gap)

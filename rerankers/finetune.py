@@ -94,8 +94,10 @@ def blockrank_loss(lm: CausalLM, example: TrainExample, *, layer: int,
         raise PursuitError(f"example {example.query!r} has no positive among its documents "
                            f"{ids[:5]}; every TrainExample needs at least one")
     answer = f"{ids[pos.index(True)]}]"
+    # The paper's signal: the answer prefix's last token, which the loss teaches to attend
+    # to the positive documents (score the tuned model with signal="answer").
     layout = build_layout(lm, example.query, example.docs, max_doc_tokens=max_doc_tokens,
-                          answer=answer)
+                          signal="answer", answer=answer)
     run = score_layout(BlockForward(lm.model, layer), layout, model_id=lm.model_id, path=path,
                        logits=True)
     assert run.logits is not None

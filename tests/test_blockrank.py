@@ -18,7 +18,11 @@ from tiny_lm import tiny_lm  # noqa: E402
 from pursuit.indexes.errors import PursuitError  # noqa: E402
 from pursuit.indexes.records import Doc, Query, Ranking  # noqa: E402
 from pursuit.rerankers.block_forward import BlockForward, score_layout  # noqa: E402
-from pursuit.rerankers.blockrank import BlockRankReranker, make_blockrank  # noqa: E402
+from pursuit.rerankers.blockrank import (  # noqa: E402
+    BlockRankReranker,
+    make_blockrank,
+    resolve_layer,
+)
 from pursuit.rerankers.blocks import BlockLayout, build_layout, doc_block_ids  # noqa: E402
 from pursuit.retrievers.llm import wrap_causal_lm  # noqa: E402
 
@@ -99,6 +103,28 @@ def test_every_layer_rows_equal_the_reference_at_each_layer(lm) -> None:
     torch.testing.assert_close(rows[2], last, atol=0, rtol=0)
 
 
+def test_signal_tokens_are_the_query_text_or_the_answer_prefix(lm) -> None:
+    by_query = build_layout(lm, "what  causes\ttides?", DOCS)
+    words = lm.tokenizer.decode([by_query.query[i] for i in by_query.signal])
+    assert words == " what causes tides?"
+    by_answer = build_layout(lm, QUERY, DOCS, signal="answer", signal_tokens=2)
+    assert by_answer.signal == (len(by_answer.query) - 2, len(by_answer.query) - 1)
+    assert by_answer.query == by_query.query  # the prompt is the same, only the reading differs
+    with pytest.raises(PursuitError, match="signal='last' is not one of query, answer"):
+        build_layout(lm, QUERY, DOCS, signal="last")
+    with pytest.raises(PursuitError, match="signal='last' is not one of query, answer"):
+        BlockRankReranker(lm, signal="last")
+
+
+def test_auto_layer_is_the_measured_one_else_the_middle() -> None:
+    assert resolve_layer("auto", 24, "qwen2.5-coder-0.5b") == 11
+    assert resolve_layer("auto", 28, "qwen2.5-coder-1.5b") == 14
+    assert resolve_layer("middle", 24, "qwen2.5-coder-0.5b") == 12
+    assert resolve_layer(-1, 24) == 23
+    with pytest.raises(PursuitError, match="use an integer, 'middle' or 'auto'"):
+        resolve_layer("top", 24)
+
+
 def test_batched_path_equals_mask_path(lm) -> None:
     batched = BlockRankReranker(lm, layer=2, path="batched", batch_size=3, signal_tokens=2)
     mask = BlockRankReranker(lm, layer=2, path="mask", batch_size=4, signal_tokens=2)
@@ -174,7 +200,7 @@ def test_packaged_model_puts_the_cited_abstract_first(scifact) -> None:
     queries = [q for q in scifact.queries if q.id in scifact.qrels][:2]
     cited = {i for q in queries for i in scifact.qrels[q.id]}
     distractors = [d for d in scifact.corpus[:8] if d.id not in cited][:4]
-    r = BlockRankReranker(layer=12, max_doc_tokens=128)
+    r = BlockRankReranker(max_doc_tokens=128)  # the defaults: query tokens at layer 11
     for q in queries:
         rel = [corpus[i] for i in scifact.qrels[q.id]][:1]
         pool = distractors[:2] + rel + distractors[2:]

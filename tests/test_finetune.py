@@ -41,8 +41,9 @@ def test_loss_parts_match_their_definitions() -> None:
     assert parts.infonce.item() == pytest.approx(want, rel=1e-5)
     assert parts.total.item() == pytest.approx(parts.lm.item() + 0.1 * parts.infonce.item(),
                                                rel=1e-6)
-    # the scores under training equal the zero-shot reranker's
-    zero_shot = BlockRankReranker(lm, layer=1, max_doc_tokens=160, cache_bytes=0)
+    # the scores under training equal the reranker's with the same signal
+    zero_shot = BlockRankReranker(lm, layer=1, max_doc_tokens=160, cache_bytes=0,
+                                  signal="answer")  # the signal the loss trains
     got = zero_shot.score(EXAMPLES[1].query, EXAMPLES[1].docs)
     torch.testing.assert_close(parts.scores.detach(), torch.from_numpy(got), atol=1e-5, rtol=1e-4)
     with pytest.raises(PursuitError, match="has no positive among its documents"):
