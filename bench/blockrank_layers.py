@@ -14,9 +14,10 @@ every (signal, layer set) pair is scored from the same numbers:
   and over all layers.
 
 The first ``--select`` queries choose the best pair by nDCG@10; the remaining queries are
-held out and report it against BM25 alone and against the current default (``bracket`` at
-the middle layer), with paired two-sided t-tests (Holm-corrected), so the choice is not
-graded on the queries that made it.
+held out and report it against BM25 alone and against the paper's reading (``bracket`` at
+the middle layer; the reranker's default before this sweep, reported as ``default``), with
+paired two-sided t-tests (Holm-corrected), so the choice is not graded on the queries that
+made it.
 
 Run:
     .venv/bin/python bench/blockrank_layers.py [--model qwen2.5-coder-0.5b] [--queries 300]
@@ -103,7 +104,7 @@ def main() -> None:
     started = time.perf_counter()
     lm = cached_lm(args.model)
     n_layers = len(BlockForward(lm.model, 0).layers)
-    default_layer = resolve_layer(DEFAULTS["layer"], n_layers)
+    default_layer = resolve_layer("middle", n_layers)
     engine = BlockForward(lm.model, n_layers - 1)
     sets = layer_sets(n_layers)
     with tempfile.TemporaryDirectory() as tmp:
