@@ -33,7 +33,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -62,22 +61,12 @@ def layer_sets(n: int) -> dict[str, tuple[int, ...]]:
     return sets
 
 
-def query_text_span(lm: Any, layout: BlockLayout, query: str) -> tuple[int, ...]:
-    """Indices into the query block of the query text's tokens (after ``Query:``)."""
-    tok = lm.tokenizer
-    start = len(tok("Query:", add_special_tokens=False)["input_ids"])
-    end = len(tok(f"Query: {query}", add_special_tokens=False)["input_ids"])
-    while end > start and list(layout.query[:end]) != list(
-            tok(f"Query: {query}", add_special_tokens=False)["input_ids"])[:end]:
-        end -= 1  # the last query token merged with the newline after it
-    return tuple(range(start, max(end, start + 1)))
-
-
-def signal_layouts(lm: Any, layout: BlockLayout, query: str) -> dict[str, BlockLayout]:
-    """The same prompt with each signal choice."""
+def signal_layouts(layout: BlockLayout) -> dict[str, BlockLayout]:
+    """The same prompt with each signal choice (``layout`` is built with ``signal="query"``,
+    so its signal is the query text's own tokens)."""
     n = len(layout.query)
     picks = {"bracket": (n - 1,), "tail8": tuple(range(max(n - 8, 0), n)),
-             "query": query_text_span(lm, layout, query), "block": tuple(range(n))}
+             "query": layout.signal, "block": tuple(range(n))}
     return {name: dataclasses.replace(layout, signal=picks[name]) for name in SIGNALS}
 
 
@@ -119,11 +108,11 @@ def main() -> None:
             ids = pool.doc_ids()
             docs = {h.doc_id: h.doc for h in pool}
             layout = build_layout(lm, query.text, [docs[i] for i in ids],
-                                  max_doc_tokens=args.max_doc_tokens)
+                                  max_doc_tokens=args.max_doc_tokens, signal="query")
             if instr is None:  # the instruction block is the same for every query
                 instr = engine.instruction_kv(layout.instruction, n_layers - 1)
             kv = engine.docs_kv(instr, layout.docs, n_layers - 1, "batched")
-            for signal, variant in signal_layouts(lm, layout, query.text).items():
+            for signal, variant in signal_layouts(layout).items():
                 rows, _ = engine.query_pass(instr, kv, variant, every_layer=True)
                 for name, layers in sets.items():
                     scores = rows[list(layers)].mean(dim=0).tolist()

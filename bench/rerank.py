@@ -32,6 +32,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -189,9 +190,9 @@ def main() -> None:
                 warm_up(stage)
                 cache = getattr(stage, "cache", None)  # BlockRank's document-KV cache
                 hits0, misses0 = (cache.stats.hits, cache.stats.misses) if cache else (0, 0)
-                ws = getattr(stage, "stats", None)
-                windows0 = ((ws.windows, ws.kept, ws.named_none) if isinstance(ws, WindowStats)
-                            else (0, 0, 0))
+                window_stats = getattr(stage, "stats", None)  # listwise: what the model wrote
+                if isinstance(window_stats, WindowStats):
+                    windows0 = dataclasses.replace(window_stats)  # counts before this system
                 load_before = os.getloadavg()[0]
                 print(f"{label}: reranking {len(queries)} queries ({stage.name})", flush=True)
                 ranked, wall, cpu = timed_batches(stage, label, queries, pools, args.chunk)
@@ -206,11 +207,10 @@ def main() -> None:
                 if cache is not None:  # documents shared between claims are encoded once
                     row["doc_cache"] = {"hits": cache.stats.hits - hits0,
                                         "misses": cache.stats.misses - misses0}
-                window_stats = getattr(stage, "stats", None)  # listwise: what the model wrote
                 if isinstance(window_stats, WindowStats):
-                    row["windows"] = {"windows": window_stats.windows - windows0[0],
-                                      "kept_order": window_stats.kept - windows0[1],
-                                      "named_none": window_stats.named_none - windows0[2]}
+                    row["windows"] = {"windows": window_stats.windows - windows0.windows,
+                                      "kept_order": window_stats.kept - windows0.kept,
+                                      "named_none": window_stats.named_none - windows0.named_none}
                 row["run"] = str(write_run(ranked, runs_dir / f"{system}-{model}.trec",
                                            tag=f"{system}-{model}"))
                 report["systems"].append(row)

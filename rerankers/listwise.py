@@ -56,6 +56,16 @@ class WindowStats:
     named_none: int = 0
 
 
+def _mentioned(text: str, n: int) -> list[int]:
+    """0-based indices of the passages ``1..n`` that ``text`` names, first mention first."""
+    seen: list[int] = []
+    for token in re.findall(r"\d+", text):
+        i = int(token) - 1
+        if 0 <= i < n and i not in seen:
+            seen.append(i)
+    return seen
+
+
 def named(text: str, n: int) -> int:
     """How many distinct passages ``1..n`` the model's output names.
 
@@ -63,7 +73,7 @@ def named(text: str, n: int) -> int:
         >>> named("[2] > [2] > [7]", 3)
         1
     """
-    return len({int(t) for t in re.findall(r"\d+", text) if 1 <= int(t) <= n})
+    return len(_mentioned(text, n))
 
 
 def parse_permutation(text: str, n: int) -> list[int]:
@@ -77,11 +87,7 @@ def parse_permutation(text: str, n: int) -> list[int]:
         >>> parse_permutation("2 > [1] > [2] > 9, 3", 3)
         [1, 0, 2]
     """
-    seen: list[int] = []
-    for token in re.findall(r"\d+", text):
-        i = int(token) - 1
-        if 0 <= i < n and i not in seen:
-            seen.append(i)
+    seen = _mentioned(text, n)
     return seen + [i for i in range(n) if i not in seen]
 
 

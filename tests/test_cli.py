@@ -91,17 +91,21 @@ def test_published_before_filters_json_records(cli_run, tmp_path: Path) -> None:
     assert [h["id"] for h in json.loads(out)["hits"]] == ["u1"]
 
 
-def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    data = tmp_path / "tiny"
-    (data / "qrels").mkdir(parents=True)
-    (data / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in [
+def _tiny_dataset(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in [
         {"_id": "d1", "title": "Tides", "text": "The moon makes the tide."},
         {"_id": "d2", "title": "Lava", "text": "A volcano erupts lava."},
         {"_id": "d3", "title": "Snakes", "text": "A python is a snake, not a volcano."},
     ]) + "\n")
-    (data / "queries.jsonl").write_text('{"_id": "q1", "text": "volcano lava"}\n'
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "volcano lava"}\n'
                                         '{"_id": "q2", "text": "moon tide"}\n')
-    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n")
+    return root
+
+
+def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = _tiny_dataset(tmp_path / "tiny")
     idx = str(tmp_path / "idx")
     assert cli_run(["index", str(data), "--out", idx, "--no-dense"])[0] == 0
     out_dir = tmp_path / "run"
@@ -119,19 +123,6 @@ def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None
                               "--index", idx, "--json"])
     assert code == 0, err
     assert json.loads(out)["baseline"] == "a"
-
-
-def _tiny_dataset(root: Path) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in [
-        {"_id": "d1", "title": "Tides", "text": "The moon makes the tide."},
-        {"_id": "d2", "title": "Lava", "text": "A volcano erupts lava."},
-        {"_id": "d3", "title": "Snakes", "text": "A python is a snake."},
-    ]) + "\n")
-    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "volcano lava"}\n'
-                                        '{"_id": "q2", "text": "moon tide"}\n')
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n")
-    return root
 
 
 def test_compare_saved_runs_without_an_index(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
