@@ -84,7 +84,9 @@ class AgentRun:
         timings: Seconds per phase, as the state summed them (``search``: wall time of the
             parallel search waves).
         clarifications: ``{"question", "options", "answer"}`` of each question answered.
-        sub_answers: ``{"question", "answer"}`` of each answered sub-question, plan order.
+        sub_answers: ``{"question", "answer", "asked_again"}`` of each answered
+            sub-question, plan order (``asked_again``: its first reply cited a passage in
+            the answer's place and the searcher asked once more).
         gaps: Sub-questions the documents did not answer (the answer's ``gaps``).
     """
 
@@ -101,7 +103,7 @@ class AgentRun:
     estimated_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     clarifications: tuple[dict[str, Any], ...] = ()
-    sub_answers: tuple[dict[str, str], ...] = ()
+    sub_answers: tuple[dict[str, Any], ...] = ()
     gaps: tuple[str, ...] = ()
 
     @property
@@ -194,8 +196,8 @@ def run_question(session: AgentSession, question: str, *, thread_id: str,
         estimated_tokens=int(final.get("estimated_tokens") or 0),
         timings={k: round(float(v), 3) for k, v in (final.get("timings") or {}).items()},
         clarifications=clarifications,
-        sub_answers=tuple({"question": str(a["question"]), "answer": str(a["answer"])}
-                          for a in in_order),
+        sub_answers=tuple({"question": str(a["question"]), "answer": str(a["answer"]),
+                           "asked_again": bool(a.get("asked_again"))} for a in in_order),
         gaps=tuple(str(g) for g in answer.get("gaps") or ()))
 
 

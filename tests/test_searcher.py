@@ -42,7 +42,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> SearchIndex:
 
 def run(index: SearchIndex, root: str | None) -> dict:
     config = AgentConfig(rerank=None, clarify=False, pool_k=4, read_k=3, queries_per_node=1)
-    llm = ScriptedLLM(default=ScriptedAgent(plan={"nodes": []}, answers="{Dune}.", final="x"))
+    llm = ScriptedLLM(default=ScriptedAgent(plan={"nodes": []}, answers="Herbert {Dune}.",
+                                            final="x"))
     task: SearchTask = {"node_id": "n1", "question": "Who wrote Dune?", "parents": []}
     if root is not None:
         task["root"] = root
@@ -64,3 +65,39 @@ def test_the_users_question_is_searched_for_context(index: SearchIndex) -> None:
 def test_a_root_equal_to_the_sub_question_is_not_searched_twice(index: SearchIndex) -> None:
     got = run(index, "who wrote Dune")
     assert got["searches"] == run(index, None)["searches"]
+
+
+def answer_with(index: SearchIndex, *replies: str) -> tuple[dict, ScriptedLLM]:
+    """One sub-question answered by ``replies`` in order (the rewriter asks for nothing)."""
+    config = AgentConfig(rerank=None, clarify=False, pool_k=4, read_k=3, queries_per_node=1)
+    llm = ScriptedLLM(replies=['{"queries": []}', *replies])
+    task: SearchTask = {"node_id": "n1", "question": "Who wrote Dune?", "parents": []}
+    return search_subquestion(task, llm=llm, tools=SearchTools.over(index, config),
+                              config=config), llm
+
+
+def test_a_citation_in_the_answers_place_is_asked_for_once_more_in_words(
+        index: SearchIndex) -> None:
+    got, llm = answer_with(index, "The author of Dune is [1].", "Frank Herbert wrote Dune [1].")
+    assert got["answer"] == "Frank Herbert wrote Dune [1]." and got["asked_again"] is True
+    again = llm.calls[-1]
+    # The second request continues the first: its passages, the bare reply, then the ask.
+    assert again[:-2] == llm.calls[-2]
+    assert again[-2] == {"role": "assistant", "content": "The author of Dune is [1]."}
+    assert again[-1]["content"].startswith("Your first sentence put a citation where the "
+                                           "answer belongs.")
+    assert "<question>Who wrote Dune?</question>" in again[-1]["content"]
+
+
+def test_a_second_bare_citation_is_kept_so_the_sub_question_stays_a_gap(
+        index: SearchIndex) -> None:
+    got, llm = answer_with(index, "The author is [1].", "The author is [2].")
+    assert got["answer"] == "The author is [2]." and got["asked_again"] is True
+    assert len(llm.calls) == 3  # rewrite, answer, one more: never a third answer
+
+
+@pytest.mark.parametrize("reply", ["Frank Herbert wrote Dune [1].",
+                                   "The documents do not say who wrote it."])
+def test_an_answer_or_an_abstention_is_not_asked_again(index: SearchIndex, reply: str) -> None:
+    got, llm = answer_with(index, reply)
+    assert got["answer"] == reply and got["asked_again"] is False and len(llm.calls) == 2
