@@ -68,6 +68,17 @@ def _metadata(obj: Mapping[str, Any], path: Path, line: int) -> dict[str, Any]:
     return meta
 
 
+def _unique_id(obj: Mapping[str, Any], seen: dict[str, int], kind: str, path: Path,
+               line: int) -> str:
+    """The row's ``_id``, recorded in ``seen`` (id → line); a repeated one is refused."""
+    row_id = _string_field(obj, "_id", path, line, required=True)
+    if row_id in seen:
+        raise FormatError(path, line, f'duplicate {kind} id "{row_id}" (first on line '
+                                      f"{seen[row_id]}); {kind} ids must be unique")
+    seen[row_id] = line
+    return row_id
+
+
 def read_corpus_jsonl(path: str | Path) -> Iterator[Doc]:
     """Yield the documents of a BEIR ``corpus.jsonl`` in file order.
 
@@ -83,13 +94,7 @@ def read_corpus_jsonl(path: str | Path) -> Iterator[Doc]:
     path = Path(path)
     seen: dict[str, int] = {}
     for line, obj in iter_jsonl(path):
-        doc_id = _string_field(obj, "_id", path, line, required=True)
-        if doc_id in seen:
-            raise FormatError(
-                path, line, f'duplicate document id "{doc_id}" (first on line {seen[doc_id]}); '
-                "document ids must be unique"
-            )
-        seen[doc_id] = line
+        doc_id = _unique_id(obj, seen, "document", path, line)
         yield Doc(
             id=doc_id,
             text=_string_field(obj, "text", path, line, required=True),
@@ -107,13 +112,7 @@ def read_queries_jsonl(path: str | Path) -> Iterator[Query]:
     path = Path(path)
     seen: dict[str, int] = {}
     for line, obj in iter_jsonl(path):
-        qid = _string_field(obj, "_id", path, line, required=True)
-        if qid in seen:
-            raise FormatError(
-                path, line, f'duplicate query id "{qid}" (first on line {seen[qid]}); '
-                "query ids must be unique"
-            )
-        seen[qid] = line
+        qid = _unique_id(obj, seen, "query", path, line)
         yield Query(qid, _string_field(obj, "text", path, line, required=True),
                     _metadata(obj, path, line))
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_bm25 import bm25_over, store_with
 from tiny_lm import tiny_lm
 
-from pursuit.indexes.bm25 import BM25Index
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Query, Ranking
@@ -64,16 +64,12 @@ def lm() -> CausalLM:
 
 @pytest.fixture
 def store(tmp_path: Path) -> DocStore:
-    s = DocStore.create(tmp_path / "docs.sqlite")
-    s.add(DOCS)
-    return s
+    return store_with(DOCS, tmp_path)
 
 
 @pytest.fixture
 def bm25(store: DocStore) -> BM25Retriever:
-    rows = store.live_rows()
-    index = BM25Index.build([d.contents() for d in store.get_rows(rows)], rows)
-    return BM25Retriever(index, store, index_name="tiny")
+    return bm25_over(store)
 
 
 @pytest.fixture(params=RERANKERS, ids=[name for name, _ in RERANKERS])
