@@ -87,9 +87,19 @@ def test_rerank_table_applies_holm_across_separate_runs() -> None:
 
 @pytest.mark.parametrize(("other", "message"), [
     (_report({"ql": 0.1}, bm25=0.51), "runs have different BM25 nDCG@10: 0.5 vs 0.51"),
-    (_report({"icr": 0.1}), "icr with m appears in two runs"),
+    (_report({"icr": 0.1}), "icr with m appears in two runs; leave the superseded one out"),
     ({**_report({"ql": 0.1}), "queries": 40}, "runs differ in queries: 300 vs 40"),
 ])
 def test_rerank_table_refuses_runs_that_do_not_match(other: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=message):
         load("rerank_table").merge([_report({"icr": 0.01}), other])
+
+
+def test_rerank_table_drops_a_superseded_row_before_holm() -> None:
+    old = _report({"blockrank": 1e-40, "ql": 0.04})
+    table = load("rerank_table").merge([old, _report({"blockrank": 0.02})], drop={(0, "blockrank")})
+    got = {r["system"]: r["tests"]["nDCG@10"]["p_holm_all"] for r in table["rows"]}
+    assert got == pytest.approx({"ql": 0.04, "blockrank": 0.04})  # Holm over two rows
+    assert table["dropped"] == [{"run": 1, "system": "blockrank"}]
+    with pytest.raises(ValueError, match="run 2 has no ql row to drop"):
+        load("rerank_table").merge([old, _report({"blockrank": 0.02})], drop={(1, "ql")})
