@@ -54,7 +54,7 @@ from scipy.stats import ttest_rel
 from pursuit.agent.benchdata import MULTIHOP_TYPES, MultihopQuery, load_multihop_queries
 from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
 from pursuit.agent.config import AgentConfig
-from pursuit.agent.coverage import abstains
+from pursuit.agent.coverage import abstains, is_gap
 from pursuit.agent.evalrun import contains_answer, run_question
 from pursuit.agent.factory import build_agent
 from pursuit.agent.llm import LLMError
@@ -124,7 +124,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         typed = [r for r in ok if r["type"] == qtype]
         by_type[qtype] = {"n": len(typed), "accuracy": mean([float(r["correct"]) for r in typed])}
     answerable = [r for r in ok if r["type"] != "null_query" and "abstained" in r]
+    subs = [a for r in ok for a in r.get("sub_answers", [])]
+    again = [a for a in subs if a.get("asked_again")]
     return {"questions": len(rows), "errors": len(rows) - len(ok),
+            "sub_answers": {"n": len(subs), "gaps": sum(is_gap(a["answer"]) for a in subs),
+                            "asked_again": len(again),
+                            "gaps_after_asking_again": sum(is_gap(a["answer"]) for a in again)},
             "accuracy": mean([float(r["correct"]) for r in ok]), "accuracy_by_type": by_type,
             "abstained_answerable": mean([float(r["abstained"]) for r in answerable]),
             **{f"recall@{k}": recall_table(ok, k) for k in KS},
@@ -171,6 +176,10 @@ def show(console: Console, result: dict[str, Any]) -> None:
     table.add_row("accuracy (all)", fmt(s["accuracy"]), "", "", "", "",
                   str(s["questions"] - s["errors"]))
     table.add_row("abstained, answerable", fmt(s.get("abstained_answerable")), "", "", "", "", "")
+    subs = s["sub_answers"]
+    table.add_row("sub-answers: gaps / asked again / still gaps",
+                  f"{subs['gaps']} / {subs['asked_again']} / {subs['gaps_after_asking_again']}",
+                  "", "", "", "", str(subs["n"]))
     for name, key, digits in (("ISR", "isr", 3), ("ISE", "ise", 3), ("actions", "actions", 1),
                               ("seconds (mean)", "seconds_mean", 1),
                               ("seconds (median)", "seconds_median", 1),
