@@ -84,9 +84,9 @@ class AgentRun:
         timings: Seconds per phase, as the state summed them (``search``: wall time of the
             parallel search waves).
         clarifications: ``{"question", "options", "answer"}`` of each question answered.
-        sub_answers: ``{"question", "answer", "asked_again"}`` of each answered
-            sub-question, plan order (``asked_again``: its first reply cited a passage in
-            the answer's place and the searcher asked once more).
+        sub_answers: ``{"question", "answer", "bare_citation"}`` of each answered
+            sub-question, plan order (``bare_citation``: its first reply cited a passage
+            in the answer's place, so the searcher asked for the passage's words).
         gaps: Sub-questions the documents did not answer (the answer's ``gaps``).
     """
 
@@ -197,7 +197,7 @@ def run_question(session: AgentSession, question: str, *, thread_id: str,
         timings={k: round(float(v), 3) for k, v in (final.get("timings") or {}).items()},
         clarifications=clarifications,
         sub_answers=tuple({"question": str(a["question"]), "answer": str(a["answer"]),
-                           "asked_again": bool(a.get("asked_again"))} for a in in_order),
+                           "bare_citation": bool(a.get("bare_citation"))} for a in in_order),
         gaps=tuple(str(g) for g in answer.get("gaps") or ()))
 
 

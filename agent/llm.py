@@ -138,11 +138,6 @@ def user(content: str) -> Message:
     return {"role": "user", "content": content}
 
 
-def assistant(content: str) -> Message:
-    """An assistant message: the model's own earlier reply in a conversation."""
-    return {"role": "assistant", "content": content}
-
-
 #: A scripted reply: fixed text, or a function of the messages (to answer by content).
 Reply = str | Callable[[Sequence[Message]], str]
 

@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pursuit.agent.citations import attribute_uncited, keep_citations
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.coverage import abstains, states_nothing
+from pursuit.agent.extract import fill_bare_citation
 from pursuit.agent.llm import LLMClient
-from pursuit.agent.prompts import answer_prompt, name_again_prompt, rewrite_prompt
+from pursuit.agent.prompts import answer_prompt, rewrite_prompt
 from pursuit.agent.state import SearchTask, normalise_question
 from pursuit.agent.structured import StructuredOutputError, structured
 from pursuit.indexes.collection import SearchIndex
@@ -183,9 +184,10 @@ def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
 
     Returns:
         ``{"node_id", "question", "answer", "passages": [{"n", "doc_id", "title", "text",
-        "published_at"}], "queries", "searches", "tokens", "asked_again", "seconds"}``;
-        ``answer`` cites ``[n]`` of ``passages`` only; ``asked_again`` says the first reply
-        cited a passage in the answer's place and was asked once more (:func:`_answer`).
+        "published_at"}], "queries", "searches", "tokens", "bare_citation", "seconds"}``;
+        ``answer`` cites ``[n]`` of ``passages`` only; ``bare_citation`` says the first
+        reply cited a passage in the answer's place (:func:`_answer` then asks for the
+        passage's words).
     """
     started = time.perf_counter()
     queries, root, tokens = _queries(llm, task, config.queries_per_node)
@@ -211,34 +213,33 @@ def search_subquestion(task: SearchTask, *, llm: LLMClient, tools: SearchTools,
         passages.append({"n": n, "doc_id": doc.id, "title": doc.title or doc.id,
                          "text": best_window(doc.text, task["question"], config.passage_chars),
                          "published_at": published})
-    answer, asked_again = "The documents do not say.", False
+    answer, bare = "The documents do not say.", False
     if passages:
-        answer, tokens_used, asked_again = _answer(llm, task, passages, config.answer_tokens)
+        answer, tokens_used, bare = _answer(llm, task, passages, config.answer_tokens)
         tokens += tokens_used
     return {"node_id": task["node_id"], "question": task["question"], "answer": answer,
             "passages": passages, "queries": searched, "searches": len(rankings),
-            "tokens": tokens, "asked_again": asked_again,
+            "tokens": tokens, "bare_citation": bare,
             "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _answer(llm: LLMClient, task: SearchTask, passages: Sequence[Mapping[str, Any]],
             max_tokens: int) -> tuple[str, int, bool]:
-    """``(answer, tokens, asked again)``: the sub-answer with checked citations.
+    """``(answer, tokens, bare)``: the sub-answer with checked citations.
 
-    A first reply that points at a passage instead of saying the answer ("The city is
-    [1].", :func:`~pursuit.agent.coverage.states_nothing`) is answered once with a request
-    to write it in words (:func:`~pursuit.agent.prompts.name_again_prompt`); whatever the
-    second reply says is kept, so a second bare citation is still a gap downstream.
+    A first sentence that points at a passage instead of saying the answer ("The city is
+    [1].", :func:`~pursuit.agent.coverage.states_nothing`) is ``bare``; the passage's own
+    words are then asked for and filled in where they occur in it
+    (:func:`~pursuit.agent.extract.fill_bare_citation`), else the sentence stays bare and
+    the sub-answer is a gap downstream.
     """
     cited = {int(p["n"]) for p in passages}
-    asked = answer_prompt(task["question"], passages, task["parents"])
-    reply = llm.complete(asked, max_tokens=max_tokens)
+    reply = llm.complete(answer_prompt(task["question"], passages, task["parents"]),
+                         max_tokens=max_tokens)
     tokens = reply.prompt_tokens + reply.completion_tokens
     text = keep_citations(reply.text.strip(), cited)
-    again = states_nothing(text) and not abstains(text)
-    if again:
-        reply = llm.complete(name_again_prompt(asked, reply.text.strip(), task["question"]),
-                             max_tokens=max_tokens)
-        tokens += reply.prompt_tokens + reply.completion_tokens
-        text = keep_citations(reply.text.strip(), cited)
-    return attribute_uncited(text, passages), tokens, again
+    bare = states_nothing(text) and not abstains(text)
+    if bare:
+        text, used, _ = fill_bare_citation(llm, task["question"], text, passages)
+        tokens += used
+    return attribute_uncited(text, passages), tokens, bare

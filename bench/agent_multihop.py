@@ -125,11 +125,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         by_type[qtype] = {"n": len(typed), "accuracy": mean([float(r["correct"]) for r in typed])}
     answerable = [r for r in ok if r["type"] != "null_query" and "abstained" in r]
     subs = [a for r in ok for a in r.get("sub_answers", [])]
-    again = [a for a in subs if a.get("asked_again")]
+    bare = [a for a in subs if a.get("bare_citation")]
     return {"questions": len(rows), "errors": len(rows) - len(ok),
             "sub_answers": {"n": len(subs), "gaps": sum(is_gap(a["answer"]) for a in subs),
-                            "asked_again": len(again),
-                            "gaps_after_asking_again": sum(is_gap(a["answer"]) for a in again)},
+                            "bare_citation": len(bare),
+                            "still_bare": sum(is_gap(a["answer"]) for a in bare)},
             "accuracy": mean([float(r["correct"]) for r in ok]), "accuracy_by_type": by_type,
             "abstained_answerable": mean([float(r["abstained"]) for r in answerable]),
             **{f"recall@{k}": recall_table(ok, k) for k in KS},
@@ -177,8 +177,8 @@ def show(console: Console, result: dict[str, Any]) -> None:
                   str(s["questions"] - s["errors"]))
     table.add_row("abstained, answerable", fmt(s.get("abstained_answerable")), "", "", "", "", "")
     subs = s["sub_answers"]
-    table.add_row("sub-answers: gaps / asked again / still gaps",
-                  f"{subs['gaps']} / {subs['asked_again']} / {subs['gaps_after_asking_again']}",
+    table.add_row("sub-answers: gaps / bare citations / still gaps",
+                  f"{subs['gaps']} / {subs['bare_citation']} / {subs['still_bare']}",
                   "", "", "", "", str(subs["n"]))
     for name, key, digits in (("ISR", "isr", 3), ("ISE", "ise", 3), ("actions", "actions", 1),
                               ("seconds (mean)", "seconds_mean", 1),

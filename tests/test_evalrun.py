@@ -256,19 +256,19 @@ def test_multihop_bench_draws_a_stratified_interleaved_subset() -> None:
         "n": 2, "agent": 0.75, "hybrid": 0.5, "diff": 0.25, "wins": 1, "ties": 1, "losses": 0}
 
 
-def test_multihop_summary_counts_sub_answers_asked_again_and_still_gaps() -> None:
+def test_multihop_summary_counts_bare_citations_and_those_still_bare() -> None:
     mod = bench("agent_multihop")
-    subs = [{"question": "a?", "answer": "Tokyo hosts it [1].", "asked_again": True},
-            {"question": "b?", "answer": "The host city is [2].", "asked_again": True},
-            {"question": "c?", "answer": "The documents do not say.", "asked_again": False},
-            {"question": "d?", "answer": "It opened in 1990 [1].", "asked_again": False}]
+    subs = [{"question": "a?", "answer": "Tokyo hosts it [1].", "bare_citation": True},
+            {"question": "b?", "answer": "The host city is [2].", "bare_citation": True},
+            {"question": "c?", "answer": "The documents do not say.", "bare_citation": False},
+            {"question": "d?", "answer": "It opened in 1990 [1].", "bare_citation": False}]
     row = {"type": "inference", "correct": True, "abstained": False, "isr": 1.0, "ise": 0.5,
            "actions": 3, "seconds": 10.0, "tokens": 100, "agent_r@5": 1.0, "hybrid_r@5": 1.0,
            "agent_r@10": 1.0, "hybrid_r@10": 1.0}
     summary = mod.summarise([{**row, "sub_answers": subs[:2]}, {**row, "sub_answers": subs[2:]},
                              {"type": "inference", "error": "LLMError"}])
-    assert summary["sub_answers"] == {"n": 4, "gaps": 2, "asked_again": 2,
-                                      "gaps_after_asking_again": 1}
+    assert summary["sub_answers"] == {"n": 4, "gaps": 2, "bare_citation": 2,
+                                      "still_bare": 1}
     assert (summary["questions"], summary["errors"], summary["accuracy"]) == (3, 1, 1.0)
 
 

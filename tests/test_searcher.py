@@ -6,7 +6,10 @@ import pytest
 from scripted_agent import CORPUS, SEQUEL, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
+from pursuit.agent.coverage import is_gap
+from pursuit.agent.extract import grounded_span
 from pursuit.agent.llm import ScriptedLLM
+from pursuit.agent.prompts import EXTRACTOR
 from pursuit.agent.searcher import SearchTools, pool, search_subquestion
 from pursuit.agent.state import SearchTask
 from pursuit.indexes.collection import SearchIndex
@@ -67,37 +70,47 @@ def test_a_root_equal_to_the_sub_question_is_not_searched_twice(index: SearchInd
     assert got["searches"] == run(index, None)["searches"]
 
 
-def answer_with(index: SearchIndex, *replies: str) -> tuple[dict, ScriptedLLM]:
-    """One sub-question answered by ``replies`` in order (the rewriter asks for nothing)."""
+def answer_with(index: SearchIndex, first: str, words: str = "") -> tuple[dict, ScriptedLLM]:
+    """One sub-question answered ``first``; a request for a passage's words gets ``words``."""
     config = AgentConfig(rerank=None, clarify=False, pool_k=4, read_k=3, queries_per_node=1)
-    llm = ScriptedLLM(replies=['{"queries": []}', *replies])
+    llm = ScriptedLLM(replies=['{"queries": []}', first, words])
     task: SearchTask = {"node_id": "n1", "question": "Who wrote Dune?", "parents": []}
     return search_subquestion(task, llm=llm, tools=SearchTools.over(index, config),
                               config=config), llm
 
 
-def test_a_citation_in_the_answers_place_is_asked_for_once_more_in_words(
+def test_a_citation_in_the_answers_place_is_filled_with_the_passages_words(
         index: SearchIndex) -> None:
-    got, llm = answer_with(index, "The author of Dune is [1].", "Frank Herbert wrote Dune [1].")
-    assert got["answer"] == "Frank Herbert wrote Dune [1]." and got["asked_again"] is True
-    again = llm.calls[-1]
-    # The second request continues the first: its passages, the bare reply, then the ask.
-    assert again[:-2] == llm.calls[-2]
-    assert again[-2] == {"role": "assistant", "content": "The author of Dune is [1]."}
-    assert again[-1]["content"].startswith("Your first sentence put a citation where the "
-                                           "answer belongs.")
-    assert "<question>Who wrote Dune?</question>" in again[-1]["content"]
+    got, llm = answer_with(index, "The author of Dune is [2]. It appeared in 1965 [1].",
+                           '"Frank Herbert".')
+    assert got["answer"] == "The author of Dune is Frank Herbert [2]. It appeared in 1965 [1]."
+    assert got["bare_citation"] is True
+    asked = llm.calls[-1]
+    assert asked[0]["content"] == EXTRACTOR
+    second = got["passages"][1]  # the cited passage alone, then the sub-question
+    assert asked[1]["content"] == (f'<passage title="{second["title"]}">{second["text"]}'
+                                   "</passage>\n<question>Who wrote Dune?</question>")
 
 
-def test_a_second_bare_citation_is_kept_so_the_sub_question_stays_a_gap(
-        index: SearchIndex) -> None:
-    got, llm = answer_with(index, "The author is [1].", "The author is [2].")
-    assert got["answer"] == "The author is [2]." and got["asked_again"] is True
-    assert len(llm.calls) == 3  # rewrite, answer, one more: never a third answer
+@pytest.mark.parametrize("words", ["Isaac Asimov", "NONE", ""])
+def test_words_the_passage_lacks_leave_the_sentence_bare_so_it_stays_a_gap(
+        index: SearchIndex, words: str) -> None:
+    got, llm = answer_with(index, "The author is [1].", words)
+    assert got["answer"] == "The author is [1]." and got["bare_citation"] is True
+    assert is_gap(got["answer"]) and len(llm.calls) == 3  # rewrite, answer, words: no more
 
 
 @pytest.mark.parametrize("reply", ["Frank Herbert wrote Dune [1].",
                                    "The documents do not say who wrote it."])
-def test_an_answer_or_an_abstention_is_not_asked_again(index: SearchIndex, reply: str) -> None:
+def test_an_answer_or_an_abstention_asks_for_nothing_more(index: SearchIndex, reply: str) -> None:
     got, llm = answer_with(index, reply)
-    assert got["answer"] == reply and got["asked_again"] is False and len(llm.calls) == 2
+    assert got["answer"] == reply and got["bare_citation"] is False and len(llm.calls) == 2
+
+
+@pytest.mark.parametrize(("reply", "span"), [
+    ('"Frank Herbert".', "Frank Herbert"), ("frank  herbert [1]\nIt is him.", "frank herbert"),
+    ("Herbert, Frank", None), ("none", None), (" ".join(["word"] * 13), None)])
+def test_grounded_span_takes_only_short_words_found_in_the_passage(reply: str,
+                                                                  span: str | None) -> None:
+    text = "Dune is a 1965 novel written by Frank Herbert. " + " ".join(["word"] * 13)
+    assert grounded_span(reply, text) == span

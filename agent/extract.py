@@ -1,0 +1,85 @@
+"""Filling a citation that stands where the answer belongs.
+
+Small models often answer "The term for them is [1]." when passage 1 names the term: the
+sentence points at the passage instead of saying what it states. Asking the same model
+again in the same conversation tends to repeat the same sentence (measured in
+BENCHMARKS.md), so the searcher asks a narrower question instead: show the cited passage
+alone and ask for its exact words that answer the sub-question. The reply is kept only
+when those words occur in the passage (:func:`grounded_span`), so the filled sentence
+quotes the document rather than the model's memory; otherwise the sentence stays as it
+was, and the sub-answer counts as a gap (:mod:`pursuit.agent.coverage`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pursuit.agent.coverage import first_sentence
+from pursuit.agent.llm import LLMClient
+from pursuit.agent.prompts import extract_prompt
+from pursuit.agent.sentences import CITATION, cited_numbers
+
+__all__ = ["MAX_SPAN_WORDS", "fill_bare_citation", "grounded_span"]
+
+#: Longest reply taken as an answer span; a longer one is a sentence, not the words asked for.
+MAX_SPAN_WORDS = 12
+_QUOTES = "\"'“”‘’`*"
+
+
+def _normal(text: str) -> str:
+    """Case-folded, NFKC, curly quotes straightened, runs of white space made one space."""
+    text = unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
+    return " ".join(text.split())
+
+
+def grounded_span(reply: str, passage_text: str) -> str | None:
+    """The answer words in ``reply`` when the passage contains them verbatim, else ``None``.
+
+    The reply's first line is taken without surrounding quotes, a trailing full stop or a
+    citation; "NONE", an empty reply, one of more than :data:`MAX_SPAN_WORDS` words, and
+    words the passage does not contain (case and spacing aside) are refused.
+
+    Example:
+        >>> grounded_span('"Sportsbooks".', "Sportsbooks may move their lines.")
+        'Sportsbooks'
+        >>> grounded_span("Bookmakers", "Sportsbooks may move their lines.") is None
+        True
+    """
+    lines = reply.strip().splitlines()
+    span = CITATION.sub("", lines[0] if lines else "").strip().strip(_QUOTES).strip()
+    span = span.rstrip(".").strip().strip(_QUOTES).strip()
+    words = span.split()
+    if not words or len(words) > MAX_SPAN_WORDS or span.casefold().rstrip(".") == "none":
+        return None
+    return " ".join(words) if _normal(span) in _normal(passage_text) else None
+
+
+def fill_bare_citation(llm: LLMClient, question: str, text: str,
+                       passages: Sequence[Mapping[str, Any]], *,
+                       max_tokens: int = 32) -> tuple[str, int, bool]:
+    """``(text, tokens, filled)``: ``text`` with its bare first sentence spelled out.
+
+    ``text``'s first sentence cites passage ``n`` where its answer belongs; the model is
+    shown passage ``n`` alone and asked for the words that answer ``question``. When they
+    are grounded (:func:`grounded_span`), the first sentence becomes its own words up to
+    the citation, then the span and ``[n]`` ("The term for them is Sportsbooks [1].");
+    the sentences after it are kept. Otherwise ``text`` is returned unchanged.
+    """
+    first = first_sentence(text)
+    by_n = {int(p["n"]): p for p in passages}
+    cited = [n for n in cited_numbers(first) if n in by_n]
+    if not cited:
+        return text, 0, False
+    n = cited[0]
+    reply = llm.complete(extract_prompt(question, by_n[n]), max_tokens=max_tokens)
+    tokens = reply.prompt_tokens + reply.completion_tokens
+    span = grounded_span(reply.text, str(by_n[n]["text"]))
+    if span is None:
+        return text, tokens, False
+    lead = re.sub(r"\s+", " ", CITATION.sub(" ", first)).strip().rstrip(".!?:;, ")
+    filled = f"{lead} {span} [{n}]." if lead else f"{span} [{n}]."
+    rest = text[text.index(first) + len(first):].strip() if first in text else ""
+    return (f"{filled} {rest}".strip(), tokens, True)
