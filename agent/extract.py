@@ -40,7 +40,8 @@ def grounded_span(reply: str, passage_text: str) -> str | None:
 
     The reply's first line is taken without surrounding quotes, a trailing full stop or a
     citation; "NONE", an empty reply, one of more than :data:`MAX_SPAN_WORDS` words, and
-    words the passage does not contain (case and spacing aside) are refused.
+    words the passage does not contain as whole words (case and spacing aside) are
+    refused: a letter "D" is not grounded by the "d" inside "Michigan Stadium".
 
     Example:
         >>> grounded_span('"Sportsbooks".', "Sportsbooks may move their lines.")
@@ -54,7 +55,8 @@ def grounded_span(reply: str, passage_text: str) -> str | None:
     words = span.split()
     if not words or len(words) > MAX_SPAN_WORDS or span.casefold().rstrip(".") == "none":
         return None
-    return " ".join(words) if _normal(span) in _normal(passage_text) else None
+    found = re.search(rf"(?<!\w){re.escape(_normal(span))}(?!\w)", _normal(passage_text))
+    return " ".join(words) if found else None
 
 
 def fill_bare_citation(llm: LLMClient, question: str, text: str,

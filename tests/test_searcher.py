@@ -109,7 +109,8 @@ def test_an_answer_or_an_abstention_asks_for_nothing_more(index: SearchIndex, re
 
 @pytest.mark.parametrize(("reply", "span"), [
     ('"Frank Herbert".', "Frank Herbert"), ("frank  herbert [1]\nIt is him.", "frank herbert"),
-    ("Herbert, Frank", None), ("none", None), (" ".join(["word"] * 13), None)])
+    ("Herbert, Frank", None), ("none", None), (" ".join(["word"] * 13), None),
+    ("D", None), ("Herb", None), ("1965", "1965")])
 def test_grounded_span_takes_only_short_words_found_in_the_passage(reply: str,
                                                                   span: str | None) -> None:
     text = "Dune is a 1965 novel written by Frank Herbert. " + " ".join(["word"] * 13)
