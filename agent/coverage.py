@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pursuit.agent.sentences import CITATION, split_sentences
+from pursuit.agent.sentences import split_sentences, uncited
 
 __all__ = ["ABSTENTIONS", "NOTHING_FOUND", "PARTLY_FOUND", "abstains", "first_sentence",
            "is_gap", "split_gaps", "states_nothing"]
@@ -80,7 +80,7 @@ def states_nothing(text: str) -> bool:
         >>> states_nothing("The term for them is [1]."), states_nothing("It is Tokyo [1].")
         (True, False)
     """
-    bare = CITATION.sub(" ", first_sentence(text)).strip().rstrip(".!?:;, ")
+    bare = uncited(first_sentence(text))
     return not bare or bool(_COPULA_END.search(bare))
 
 

@@ -17,10 +17,9 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pursuit.agent.coverage import first_sentence
 from pursuit.agent.llm import LLMClient
 from pursuit.agent.prompts import extract_prompt
-from pursuit.agent.sentences import CITATION, cited_numbers
+from pursuit.agent.sentences import CITATION, cited_numbers, split_sentences, uncited
 
 __all__ = ["MAX_SPAN_WORDS", "fill_bare_citation", "grounded_span"]
 
@@ -61,8 +60,8 @@ def grounded_span(reply: str, passage_text: str) -> str | None:
 
 def fill_bare_citation(llm: LLMClient, question: str, text: str,
                        passages: Sequence[Mapping[str, Any]], *,
-                       max_tokens: int = 32) -> tuple[str, int, bool]:
-    """``(text, tokens, filled)``: ``text`` with its bare first sentence spelled out.
+                       max_tokens: int = 32) -> tuple[str, int]:
+    """``(text, tokens)``: ``text`` with its bare first sentence spelled out.
 
     ``text``'s first sentence cites passage ``n`` where its answer belongs; the model is
     shown passage ``n`` alone and asked for the words that answer ``question``. When they
@@ -70,18 +69,17 @@ def fill_bare_citation(llm: LLMClient, question: str, text: str,
     the citation, then the span and ``[n]`` ("The term for them is Sportsbooks [1].");
     the sentences after it are kept. Otherwise ``text`` is returned unchanged.
     """
-    first = first_sentence(text)
+    sentences = split_sentences(text)
     by_n = {int(p["n"]): p for p in passages}
-    cited = [n for n in cited_numbers(first) if n in by_n]
+    cited = [n for n in cited_numbers(sentences[0]) if n in by_n] if sentences else []
     if not cited:
-        return text, 0, False
+        return text, 0
     n = cited[0]
     reply = llm.complete(extract_prompt(question, by_n[n]), max_tokens=max_tokens)
     tokens = reply.prompt_tokens + reply.completion_tokens
     span = grounded_span(reply.text, str(by_n[n]["text"]))
     if span is None:
-        return text, tokens, False
-    lead = re.sub(r"\s+", " ", CITATION.sub(" ", first)).strip().rstrip(".!?:;, ")
+        return text, tokens
+    lead = uncited(sentences[0])
     filled = f"{lead} {span} [{n}]." if lead else f"{span} [{n}]."
-    rest = text[text.index(first) + len(first):].strip() if first in text else ""
-    return (f"{filled} {rest}".strip(), tokens, True)
+    return " ".join([filled, *sentences[1:]]), tokens

@@ -240,6 +240,6 @@ def _answer(llm: LLMClient, task: SearchTask, passages: Sequence[Mapping[str, An
     text = keep_citations(reply.text.strip(), cited)
     bare = states_nothing(text) and not abstains(text)
     if bare:
-        text, used, _ = fill_bare_citation(llm, task["question"], text, passages)
+        text, used = fill_bare_citation(llm, task["question"], text, passages)
         tokens += used
     return attribute_uncited(text, passages), tokens, bare

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CITATION", "cited_numbers", "split_sentences"]
+__all__ = ["CITATION", "cited_numbers", "split_sentences", "uncited"]
 
 #: One citation bracket, ``[2]`` or ``[1, 3]``; group 1 holds the numbers.
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -28,3 +28,9 @@ def split_sentences(text: str) -> list[str]:
     text = re.sub(r"([.!?])\s*((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)",
                   lambda m: f" {m.group(2).strip()}{m.group(1)} ", text)
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+
+
+def uncited(sentence: str) -> str:
+    """``sentence``'s own words: citations removed, white space collapsed, closing
+    punctuation dropped ("The city is [1]." → "The city is")."""
+    return " ".join(CITATION.sub(" ", sentence).split()).rstrip(".!?:;, ")

@@ -35,7 +35,7 @@ from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Query
 from pursuit.rerankers.base import Reranker, cached_lm, split_options
 from pursuit.rerankers.block_forward import PATHS, BlockForward, score_layout
-from pursuit.rerankers.blocks import SIGNALS, build_layout
+from pursuit.rerankers.blocks import build_layout, check_signal
 from pursuit.rerankers.doc_cache import DocKVCache
 
 if TYPE_CHECKING:
@@ -144,8 +144,7 @@ class BlockRankReranker(Reranker):
                                    self.lm.model_id)
         self.engine = BlockForward(self.lm.model, self.layer)
         self.path = resolve_path(path, self.engine.device)
-        if signal not in SIGNALS:
-            raise PursuitError(f"signal={signal!r} is not one of {', '.join(SIGNALS)}")
+        check_signal(signal)  # before any query, not at the first one
         self.max_doc_tokens, self.signal, self.signal_tokens = max_doc_tokens, signal, signal_tokens
         self.batch_size = batch_size
         self.cache = DocKVCache(cache_bytes)

@@ -156,6 +156,12 @@ def instruction_text(lm: Any) -> tuple[str, str]:
     return prefix + TASK, suffix
 
 
+def check_signal(signal: str) -> None:
+    """Refuse a signal choice that is not one of :data:`SIGNALS`."""
+    if signal not in SIGNALS:
+        raise PursuitError(f"signal={signal!r} is not one of {', '.join(SIGNALS)}")
+
+
 def build_layout(lm: Any, query: str, docs: Sequence[Doc], *, max_doc_tokens: int | None = 384,
                  signal: str = "query", signal_tokens: int = 1, answer: str | None = None,
                  gap: int = 0) -> BlockLayout:
@@ -177,8 +183,7 @@ def build_layout(lm: Any, query: str, docs: Sequence[Doc], *, max_doc_tokens: in
     Example:
         >>> build_layout(lm, "tides", [Doc("d1", "The moon pulls the sea.")]).l0  # doctest: +SKIP
     """
-    if signal not in SIGNALS:
-        raise PursuitError(f"signal={signal!r} is not one of {', '.join(SIGNALS)}")
+    check_signal(signal)
     if signal_tokens < 1:
         raise ValueError(f"signal_tokens must be >= 1, got {signal_tokens}")
     tok = lm.tokenizer
