@@ -1,7 +1,8 @@
 """LLM rerankers on BEIR SciFact (test) over BM25 top-k, on the CPU: quality and latency.
 
 For each model in ``--models`` and each reranker in ``--systems`` (ICR, BlockRank, QL,
-listwise), reorders BM25's top ``--k`` for the first ``--queries`` test claims and reports
+listwise), reorders BM25's top ``--k`` for ``--queries`` test claims from the ``--start``-th
+(0-based; default the first) and reports
 nDCG@10 and RR@10 with a paired two-sided t-test against BM25 alone (Holm-corrected over
 the rerankers, :func:`pursuit.retrievers.compare.compare`). R@10 is not reported: reranking
 the top 10 cannot change it.
@@ -24,9 +25,13 @@ rows measured in separate runs can be tested together later with
 ``pursuit compare DATA --run bm25=... --run icr=...``. It ends with
 the check of the claim "ICR is at least 3x faster than listwise in the same run".
 
+A model too slow for all 300 claims in one sitting (the 1.5B: about two minutes a claim for
+the four systems on two cores) is measured in consecutive slices (``--start 0 --queries 30``,
+``--start 30 --queries 30``, ...), which ``bench/rerank_slices.py`` joins into one report.
+
 Run:
     .venv/bin/python bench/rerank.py [--queries 300] [--k 10] [--models qwen2.5-coder-0.5b]
-        [--systems icr,blockrank,ql,listwise] [--budget-s 0] [--threads 0]
+        [--systems icr,blockrank,ql,listwise] [--budget-s 0] [--threads 0] [--start 0]
 """
 
 from __future__ import annotations
@@ -120,7 +125,10 @@ def main() -> None:
     """Run the benchmark; print and save its numbers."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "beir-scifact"))
-    ap.add_argument("--queries", type=int, default=0, help="first N test queries (0: all 300)")
+    ap.add_argument("--queries", type=int, default=0,
+                    help="N test queries from --start (0: all the rest)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="0-based position of the first test query (a slice of a longer run)")
     ap.add_argument("--k", type=int, default=10, help="BM25 depth that is reranked")
     ap.add_argument("--models", default="qwen2.5-coder-0.5b",
                     help="comma-separated, e.g. qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
@@ -143,10 +151,14 @@ def main() -> None:
     out = Path(args.out)
 
     full = read_beir(args.data, "test")
-    queries = full.queries[: args.queries] if args.queries else full.queries
+    if not 0 <= args.start < len(full.queries):
+        ap.error(f"--start {args.start} is outside the {len(full.queries)} test queries")
+    end = args.start + args.queries if args.queries else len(full.queries)
+    queries = full.queries[args.start:end]
     dataset = Dataset(full.name, full.corpus, queries, full.qrels)
     report: dict[str, Any] = {
-        "dataset": f"{full.name} test", "queries": len(queries), "k": args.k,
+        "dataset": f"{full.name} test", "queries": len(queries), "start": args.start,
+        "k": args.k,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads()},
         "load_avg_start": os.getloadavg(), "models": {}, "systems": [], "skipped": [],

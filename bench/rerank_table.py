@@ -48,6 +48,9 @@ def merge(reports: list[dict[str, Any]],
         for field in key:
             if other[field] != first[field]:
                 raise ValueError(f"runs differ in {field}: {first[field]!r} vs {other[field]!r}")
+        if other.get("start", 0) != first.get("start", 0):  # same count, other claims
+            raise ValueError(f"runs start at different queries: {first.get('start', 0)} vs "
+                             f"{other.get('start', 0)}")
         for m in MEASURES:
             a, b = first["first_stage"][m], other["first_stage"][m]
             if abs(a - b) > 1e-9:

@@ -89,6 +89,7 @@ def test_rerank_table_applies_holm_across_separate_runs() -> None:
     (_report({"ql": 0.1}, bm25=0.51), "runs have different BM25 nDCG@10: 0.5 vs 0.51"),
     (_report({"icr": 0.1}), "icr with m appears in two runs; leave the superseded one out"),
     ({**_report({"ql": 0.1}), "queries": 40}, "runs differ in queries: 300 vs 40"),
+    ({**_report({"ql": 0.1}), "start": 30}, "runs start at different queries: 0 vs 30"),
 ])
 def test_rerank_table_refuses_runs_that_do_not_match(other: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=message):
@@ -103,3 +104,91 @@ def test_rerank_table_drops_a_superseded_row_before_holm() -> None:
     assert table["dropped"] == [{"run": 1, "system": "blockrank"}]
     with pytest.raises(ValueError, match="run 2 has no ql row to drop"):
         load("rerank_table").merge([old, _report({"blockrank": 0.02})], drop={(1, "ql")})
+
+
+def _slice(tmp: Path, name: str, start: int, qids: list[str],
+           order: dict[str, list[str]], systems: dict[str, list[str]]) -> tuple[Path, dict]:  # type: ignore[type-arg]
+    """A rerank.py slice report at ``tmp/name.json`` with real TREC runs beside it.
+
+    ``order`` is BM25's ranking per query; ``systems`` maps a system to the queries it
+    reverses (it keeps BM25's order elsewhere).
+    """
+    from pursuit.indexes.records import Query, Ranking
+    from pursuit.indexes.trec import write_run
+
+    def ranking(qid: str, ids: list[str], pipeline: str) -> Ranking:
+        return Ranking.from_scores(Query(qid, ""), [(d, float(len(ids) - i))
+                                                    for i, d in enumerate(ids)], pipeline=pipeline)
+
+    runs = tmp / f"{name}-runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    bm25 = [ranking(q, order[q], "bm25") for q in qids]
+    report = {"dataset": "toy test", "queries": len(qids), "start": start, "k": 3,
+              "first_stage": {"pipeline": "bm25", "ms_per_query": 1.0,
+                              "run": str(write_run(bm25, runs / "bm25.trec", tag="bm25"))},
+              "systems": [], "complete": True}
+    for system, flipped in systems.items():
+        ranked = [ranking(q, order[q][::-1] if q in flipped else order[q], system) for q in qids]
+        report["systems"].append({
+            "system": system, "model": "m", "label": system, "pipeline": system,
+            "wall_s": 2.0 * len(qids), "cpu_s_per_query": 3.0, "load_avg": [1.0, 1.0],
+            "windows": {"windows": len(qids), "kept_order": 1, "named_none": 0},
+            "run": str(write_run(ranked, runs / f"{system}-m.trec", tag=system))})
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(report))
+    return path, report
+
+
+def test_rerank_slices_join_consecutive_slices_as_one_run(tmp_path: Path) -> None:
+    from pursuit.indexes.beir import Dataset
+    from pursuit.indexes.records import Query
+
+    qids = ["q1", "q2", "q3", "q4"]
+    order = {q: ["a", "b", "c"] for q in qids}
+    # "c" is the only relevant document: reversing BM25's order puts it first.
+    dataset = Dataset("toy", [], [Query(q, "") for q in qids], {q: {"c": 1} for q in qids})
+    first = _slice(tmp_path, "s0", 0, ["q1", "q2"], order,
+                   {"icr": ["q1"], "listwise": [], "ql": ["q2"]})
+    second = _slice(tmp_path, "s2", 2, ["q3", "q4"], order,
+                    {"icr": ["q3", "q4"], "listwise": ["q3"]})
+    slices = load("rerank_slices")
+    out = tmp_path / "joined.json"
+    report = slices.join([second, first], dataset, out)  # any order in, joined by start
+    rows = {r["system"]: r for r in report["systems"]}
+    assert report["queries"] == 4 and report["start"] == 0
+    assert report["incomplete"] == ["ql"] and report["complete"] is False
+    assert report["first_stage"]["RR@10"] == pytest.approx(1 / 3)
+    assert rows["icr"]["RR@10"] == pytest.approx((1 + 1 / 3 + 1 + 1) / 4)
+    assert rows["listwise"]["RR@10"] == pytest.approx((1 / 3 * 3 + 1) / 4)
+    assert rows["icr"]["s_per_query"] == 2.0 and rows["icr"]["cpu_s_per_query"] == 3.0
+    assert rows["listwise"]["windows"] == {"windows": 4, "kept_order": 2, "named_none": 0}
+    icr_test = next(r for r in report["comparison"]["rows"] if r["system"] == "icr")
+    assert (icr_test["measures"]["RR@10"]["wins"], icr_test["measures"]["RR@10"]["ties"]) == (3, 1)
+    assert report["speed_check"][0]["listwise_over_icr_wall"] == 1.0
+    joined_run = (tmp_path / "joined-runs" / "icr-m.trec").read_text().splitlines()
+    assert [line.split()[0] for line in joined_run] == ["q1"] * 3 + ["q2"] * 3 + ["q3"] * 3 + \
+        ["q4"] * 3
+    assert joined_run[0].split()[2] == "c"
+
+
+def test_rerank_slices_refuse_a_gap_or_a_slice_of_other_queries(tmp_path: Path) -> None:
+    from pursuit.indexes.beir import Dataset
+    from pursuit.indexes.records import Query
+
+    qids = ["q1", "q2", "q3", "q4"]
+    order = {q: ["a", "b", "c"] for q in qids}
+    dataset = Dataset("toy", [], [Query(q, "") for q in qids], {q: {"c": 1} for q in qids})
+    slices = load("rerank_slices")
+    first = _slice(tmp_path, "s0", 0, ["q1"], order, {"icr": []})
+    gap = _slice(tmp_path, "s2", 2, ["q3", "q4"], order, {"icr": []})
+    with pytest.raises(ValueError, match="slice starts at query 2, expected 1; slices must "
+                                         "follow each other without a gap or an overlap"):
+        slices.join([first, gap], dataset, tmp_path / "j.json")
+    shifted = _slice(tmp_path, "s1", 1, ["q3"], order, {"icr": []})  # says 1, ranked q3
+    with pytest.raises(ValueError, match="its BM25 run does not hold test queries 1 to 1 of toy"):
+        slices.join([first, shifted], dataset, tmp_path / "j.json")
+    (tmp_path / "s1-runs" / "icr-m.trec").unlink()
+    again = _slice(tmp_path, "s1", 1, ["q2"], order, {})
+    again[1]["systems"] = shifted[1]["systems"]  # names a run that is gone
+    with pytest.raises(ValueError, match="its run .*icr-m.trec is missing"):
+        slices.join([first, again], dataset, tmp_path / "j.json")
