@@ -107,6 +107,11 @@ def save(out: Path, report: dict[str, Any]) -> None:
     tmp.replace(out)
 
 
+def runs_dir(out: Path) -> Path:
+    """Where the TREC runs of the report at ``out`` go: ``<out stem>-runs/`` beside it."""
+    return out.with_name(f"{out.stem}-runs")
+
+
 def speed_check(systems: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
     """Listwise over ICR per-query latency for ``model``, when both ran."""
     by = {s["system"]: s for s in systems if s["model"] == model}
@@ -178,9 +183,9 @@ def main() -> None:
               f"document fetch), " + ", ".join(f"{m} {v:.4f}" for m, v in base.items()),
               flush=True)
         rankings: dict[str, list[Ranking]] = {"bm25": pools}
-        runs_dir = out.with_name(f"{out.stem}-runs")
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        report["first_stage"]["run"] = str(write_run(pools, runs_dir / "bm25.trec", tag="bm25"))
+        runs = runs_dir(out)
+        runs.mkdir(parents=True, exist_ok=True)
+        report["first_stage"]["run"] = str(write_run(pools, runs / "bm25.trec", tag="bm25"))
         stages = reranker_stages(index.store)
 
         for model in models:
@@ -223,7 +228,7 @@ def main() -> None:
                     row["windows"] = {"windows": window_stats.windows - windows0.windows,
                                       "kept_order": window_stats.kept - windows0.kept,
                                       "named_none": window_stats.named_none - windows0.named_none}
-                row["run"] = str(write_run(ranked, runs_dir / f"{system}-{model}.trec",
+                row["run"] = str(write_run(ranked, runs / f"{system}-{model}.trec",
                                            tag=f"{system}-{model}"))
                 report["systems"].append(row)
                 print(f"{label}: {row['s_per_query']:.2f} s/query (cpu "

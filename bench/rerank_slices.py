@@ -27,28 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from pursuit.indexes.beir import Dataset, read_beir
-from pursuit.indexes.records import Ranking
+from pursuit.indexes.records import Query, Ranking
 from pursuit.indexes.trec import read_run_rankings, write_run
 from pursuit.retrievers.compare import compare
 from pursuit.retrievers.evaluate import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
-from rerank import MEASURES, save, speed_check  # noqa: E402
+from rerank import MEASURES, runs_dir, save, speed_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def runs_dir(report_path: Path) -> Path:
-    """Where ``bench/rerank.py`` wrote the TREC runs of the report at ``report_path``."""
-    return report_path.with_name(f"{report_path.stem}-runs")
-
-
-def _read(report_path: Path, recorded: str, dataset: Dataset) -> list[Ranking]:
+def _read(report_path: Path, recorded: str, queries: dict[str, Query]) -> list[Ranking]:
     # The run sits beside its report, whatever the working directory was when it was written.
     run = runs_dir(report_path) / Path(recorded).name
     if not run.is_file():
         raise ValueError(f"{report_path}: its run {run} is missing")
-    return read_run_rankings(run, queries={q.id: q for q in dataset.queries})
+    return read_run_rankings(run, queries=queries)
 
 
 def _check_slices(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset) -> None:
@@ -87,11 +82,12 @@ def join(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset, out: Path)
     count = sum(r["queries"] for _, r in slices)
     queries = dataset.queries[start:start + count]
     qrels = {q.id: dataset.qrels[q.id] for q in queries if q.id in dataset.qrels}
+    by_id = {q.id: q for q in queries}
 
     bm25: list[Ranking] = []
     offset = start
     for path, rep in slices:
-        part = _read(path, rep["first_stage"]["run"], dataset)
+        part = _read(path, rep["first_stage"]["run"], by_id)
         expected = [q.id for q in dataset.queries[offset:offset + rep["queries"]]]
         if [r.query.id for r in part] != expected:
             raise ValueError(f"{path}: its BM25 run does not hold test queries {offset} to "
@@ -111,7 +107,7 @@ def join(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset, out: Path)
     for label in complete:
         parts = [(path, rep, next(r for r in rep["systems"] if r["label"] == label))
                  for path, rep in slices]
-        ranked = [rk for path, _, row in parts for rk in _read(path, row["run"], dataset)]
+        ranked = [rk for path, _, row in parts for rk in _read(path, row["run"], by_id)]
         head = parts[0][2]
         wall = sum(row["wall_s"] for _, _, row in parts)
         cpu = sum(row["cpu_s_per_query"] * rep["queries"] for _, rep, row in parts)

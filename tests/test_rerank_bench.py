@@ -89,7 +89,7 @@ def test_rerank_table_applies_holm_across_separate_runs() -> None:
     (_report({"ql": 0.1}, bm25=0.51), "runs have different BM25 nDCG@10: 0.5 vs 0.51"),
     (_report({"icr": 0.1}), "icr with m appears in two runs; leave the superseded one out"),
     ({**_report({"ql": 0.1}), "queries": 40}, "runs differ in queries: 300 vs 40"),
-    ({**_report({"ql": 0.1}), "start": 30}, "runs start at different queries: 0 vs 30"),
+    ({**_report({"ql": 0.1}), "start": 30}, "runs differ in start: 0 vs 30"),
 ])
 def test_rerank_table_refuses_runs_that_do_not_match(other: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=message):
