@@ -36,7 +36,8 @@ from pursuit.agent.llm import LLMClient, Message, system, user
 from pursuit.agent.prompts import as_data
 from pursuit.agent.searcher import SearchTools, best_window
 from pursuit.agent.session import AgentSession
-from pursuit.agent.simulator import SimulatedUser, exact_match, grade_answer, normalise_answer
+from pursuit.agent.simulator import (SimulatedUser, exact_match, grade_answer, names_answer,
+                                     normalise_answer)
 from pursuit.agent.structured import StructuredOutputError, structured
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import PursuitError
@@ -399,8 +400,11 @@ def index_searcher(index: SearchIndex, *, k: int = 3, chars: int = 400,
     return search
 
 
-def grade(judge: LLMClient, question: str, gold: str, predicted: str) -> dict[str, bool]:
-    """``{"exact": normalised exact match, "correct": judge's verdict (exact counts as
-    correct without asking)}``; see :func:`~pursuit.agent.simulator.grade_answer`."""
-    return {"exact": exact_match(gold, predicted),
-            "correct": grade_answer(judge, question, gold, predicted)}
+def grade(judge: LLMClient | None, question: str, gold: str,
+          predicted: str) -> dict[str, bool | None]:
+    """``{"exact": normalised exact match, "names": the gold's words occur in the prediction,
+    "correct": the judge's verdict (exact counts as correct without asking; ``None`` when
+    ``judge`` is ``None``)}``; see :func:`~pursuit.agent.simulator.grade_answer` and
+    :func:`~pursuit.agent.simulator.names_answer`."""
+    return {"exact": exact_match(gold, predicted), "names": names_answer(gold, predicted),
+            "correct": None if judge is None else grade_answer(judge, question, gold, predicted)}

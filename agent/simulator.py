@@ -138,6 +138,21 @@ def exact_match(gold: str, predicted: str) -> bool:
     return bool(g) and g == normalise_answer(predicted)
 
 
+def names_answer(gold: str, predicted: str) -> bool:
+    """Whether the normalised gold answer occurs as a whole run of words in the prediction.
+
+    A lenient, judge-free grade: it accepts "It is the Ilyushin Il-96." for "Il-96", and
+    also a longer name that merely contains the gold ("Ajax Amsterdam" for "Ajax"), so it
+    is an upper bound on exact match, not a verdict.
+
+    Example:
+        >>> names_answer("Il-96", "It is the Ilyushin Il-96."), names_answer("Ajax", "Ajaxx")
+        (True, False)
+    """
+    g, p = normalise_answer(gold).split(), normalise_answer(predicted).split()
+    return bool(g) and any(p[i:i + len(g)] == g for i in range(len(p) - len(g) + 1))
+
+
 def grade_answer(judge: LLMClient, question: str, gold: str, predicted: str) -> bool:
     """Whether ``predicted`` names the same entity as ``gold``.
 

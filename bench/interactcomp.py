@@ -11,8 +11,11 @@ action a turn, validated with :func:`pursuit.agent.structured.structured`):
   (``--index DIR``). There is no web corpus offline, so without ``--index`` full mode is
   recorded as skipped, with that reason.
 
-Answers are graded by normalised exact match, then by a separate judge call
-(:func:`pursuit.agent.simulator.grade_answer`; ``--judge``, default the same model).
+Answers are graded three ways: normalised exact match; whether the gold's words occur as
+a run in the answer (:func:`pursuit.agent.simulator.names_answer`, lenient: an upper bound
+on exact match); and a separate judge call (:func:`pursuit.agent.simulator.grade_answer`;
+``--judge``, default the same model; ``--judge none`` skips the judge and its control, so
+``accuracy`` is empty and each task costs only the model under test's calls).
 Reported per mode: accuracy (judge), exact-match accuracy, ask rate (share of tasks with
 at least one question), mean questions, mean searches, the simulated user's unparsed
 replies, invalid replies and refused actions, seconds and tokens.
@@ -33,6 +36,9 @@ Run (the lead schedules real runs; nice, the machine is shared):
     nice .venv/bin/python bench/interactcomp.py --modes ask --max-questions 5 \\
         --judge-url http://127.0.0.1:8080/v1 --judge default
     nice .venv/bin/python bench/interactcomp.py --modes full --index DIR
+All 70 tasks, answer-only, the default 1.5B, graded without a judge:
+    HF_HUB_OFFLINE=1 nice .venv/bin/python bench/interactcomp.py --modes answer-only \
+        --judge none --out bench/results/interactcomp-answer-1.5b.json
 Smoke run (two tasks, the 0.5B; about 22 min on a busy 2-core machine, ask mode dominates):
     nice .venv/bin/python bench/interactcomp.py --limit 2 --llm qwen2.5-coder-0.5b \\
         --out bench/results/interactcomp-smoke.json
@@ -92,10 +98,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(ok)
 
     def avg(key: str) -> float | None:
-        return math.fsum(float(r[key]) for r in ok) / n if n else None
+        kept = [float(r[key]) for r in ok if r.get(key) is not None]
+        return math.fsum(kept) / len(kept) if kept else None
 
     return {"tasks": len(rows), "errors": len(rows) - n, "accuracy": avg("correct"),
-            "exact_accuracy": avg("exact"),
+            "exact_accuracy": avg("exact"), "names_accuracy": avg("names"),
             "ask_rate": math.fsum(r["questions"] > 0 for r in ok) / n if n else None,
             "mean_questions": avg("questions"), "mean_searches": avg("searches"),
             "user_unparsed": sum(r["unparsed"] for r in ok),
@@ -120,7 +127,8 @@ def control_answer(tasks: list[InteractTask], i: int) -> str | None:
 
 
 ROWS = (("tasks", "tasks", 0), ("model errors", "errors", 0), ("accuracy (judge)", "accuracy", 3),
-        ("accuracy (exact match)", "exact_accuracy", 3), ("ask rate", "ask_rate", 3),
+        ("accuracy (exact match)", "exact_accuracy", 3),
+        ("accuracy (names the gold)", "names_accuracy", 3), ("ask rate", "ask_rate", 3),
         ("questions / task", "mean_questions", 2), ("searches / task", "mean_searches", 2),
         ("user replies unparsed", "user_unparsed", 0), ("invalid replies", "invalid_replies", 0),
         ("refused actions", "refused_actions", 0), ("judge false accepts", "judge_false_accept", 3),
@@ -154,7 +162,8 @@ def main() -> None:
     ap.add_argument("--llm-url", default=None)
     ap.add_argument("--user-llm", default=None, help="simulated user's model (default --llm)")
     ap.add_argument("--user-llm-url", default=None)
-    ap.add_argument("--judge", default=None, help="judge model (default --llm)")
+    ap.add_argument("--judge", default=None,
+                    help="judge model (default --llm); 'none' grades without a judge")
     ap.add_argument("--judge-url", default=None)
     ap.add_argument("--index", type=Path, default=None, help="pursuit index for full mode")
     ap.add_argument("--limit", type=int, default=None, help="first N tasks by id")
@@ -171,12 +180,13 @@ def main() -> None:
     cache: dict[tuple[Any, Any], LLMClient] = {}
     llm = model(args.llm, args.llm_url, cache)
     user_llm = model(args.user_llm or args.llm, args.user_llm_url or args.llm_url, cache)
-    judge = model(args.judge or args.llm, args.judge_url or args.llm_url, cache)
+    judge = (None if args.judge == "none"
+             else model(args.judge or args.llm, args.judge_url or args.llm_url, cache))
     search: Searcher | None = None
     if "full" in modes and args.index is not None:
         search = index_searcher(SearchIndex.open(args.index))
     result: dict[str, Any] = {
-        "llm": llm.name, "user_llm": user_llm.name, "judge": judge.name,
+        "llm": llm.name, "user_llm": user_llm.name, "judge": judge.name if judge else None,
         "max_questions": args.max_questions, "max_searches": args.max_searches,
         "index": str(args.index) if args.index else None, "modes": {}, "tasks": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,17 +207,18 @@ def main() -> None:
                 row.update(run.to_dict())
                 row["unparsed"] = simulated.unparsed if simulated else 0
                 row.update(grade(judge, task.question, task.answer, run.answer))
-                if task.id not in controls:
+                if judge is not None and task.id not in controls:
                     wrong = control_answer(tasks, i - 1)
                     controls[task.id] = None if wrong is None else grade_answer(
                         judge, task.question, task.answer, wrong)
-                row["judge_control_accepted"] = controls[task.id]
+                row["judge_control_accepted"] = controls.get(task.id)
             except LLMError as exc:
                 row["error"] = redact(str(exc), task)[:300]
             rows.append(row)
             result["modes"][mode] = summarise(rows)
             args.out.write_text(json.dumps(result, indent=2))
             status = row.get("error") or (f"correct={row['correct']} exact={row['exact']} "
+                                          f"names={row['names']} "
                                           f"questions={row['questions']} stop={row['stop']}")
             console.print(f"{mode} [{i}/{len(tasks)}] task {task.id}: {status}", highlight=False)
     show(console, result)

@@ -196,11 +196,14 @@ def test_interact_asks_up_to_the_cap_then_answers_and_is_graded() -> None:
     assert "answer" not in run.to_dict() and run.to_dict()["questions"] == 2
 
     judge = ScriptedLLM(["Correct."])
-    assert grade(judge, "Which band?", "Beatles", run.answer) == {"exact": True, "correct": True}
+    assert grade(judge, "Which band?", "Beatles", run.answer) == {
+        "exact": True, "names": True, "correct": True}
     assert judge.calls == []  # an exact match needs no judge
-    assert grade(judge, "Which band?", "Fab Four", run.answer) == {"exact": False,
-                                                                   "correct": True}
+    assert grade(judge, "Which band?", "Fab Four", run.answer) == {
+        "exact": False, "names": False, "correct": True}
     assert len(judge.calls) == 1 and "Gold answer: Fab Four" in judge.calls[0][-1]["content"]
+    assert grade(None, "Which band?", "Beatles", "It was the Beatles [1].") == {
+        "exact": False, "names": True, "correct": None}  # no judge: no verdict, no call
 
 
 def test_interact_repairs_then_gives_up_on_invalid_replies() -> None:
@@ -278,15 +281,16 @@ def test_interactcomp_bench_summary_and_redaction() -> None:
                         "The club was founded in 1886. It plays in red.")
     assert mod.redact("server said: Which club plays in red? / It plays in red. / Arsenal!",
                       task) == "server said: [task text] / [task text] / [task text]!"
-    rows = [{"correct": True, "exact": False, "questions": 2, "searches": 0, "unparsed": 1,
-             "invalid": 0, "refused": 1, "seconds": 2.0, "tokens": 10,
+    rows = [{"correct": True, "exact": False, "names": True, "questions": 2, "searches": 0,
+             "unparsed": 1, "invalid": 0, "refused": 1, "seconds": 2.0, "tokens": 10,
              "judge_control_accepted": True},
-            {"correct": False, "exact": False, "questions": 0, "searches": 1, "unparsed": 0,
-             "invalid": 1, "refused": 0, "seconds": 4.0, "tokens": 30,
+            {"correct": False, "exact": False, "names": False, "questions": 0, "searches": 1,
+             "unparsed": 0, "invalid": 1, "refused": 0, "seconds": 4.0, "tokens": 30,
              "judge_control_accepted": None},
             {"error": "LLMError"}]
     assert mod.summarise(rows) == {
-        "tasks": 3, "errors": 1, "accuracy": 0.5, "exact_accuracy": 0.0, "ask_rate": 0.5,
+        "tasks": 3, "errors": 1, "accuracy": 0.5, "exact_accuracy": 0.0,
+        "names_accuracy": 0.5, "ask_rate": 0.5,
         "mean_questions": 1.0, "mean_searches": 0.5, "user_unparsed": 1, "invalid_replies": 1,
         "refused_actions": 1, "judge_false_accept": 1.0, "seconds_mean": 3.0,
         "tokens_mean": 20.0}
@@ -295,3 +299,6 @@ def test_interactcomp_bench_summary_and_redaction() -> None:
     assert [mod.control_answer([task, other, third], i) for i in range(3)] == [
         None, "Toyota", "Arsenal"]  # the next task's gold, unless it names the same entity
     assert mod.control_answer([task], 0) is None
+    unjudged = [{**r, "correct": None, "judge_control_accepted": None} for r in rows[:2]]
+    assert (mod.summarise(unjudged)["accuracy"], mod.summarise(unjudged)["judge_false_accept"],
+            mod.summarise(unjudged)["names_accuracy"]) == (None, None, 0.5)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pursuit.agent.llm import LLMError, ScriptedLLM
-from pursuit.agent.simulator import SimulatedUser, exact_match, grade_answer, parse_yes_no
+from pursuit.agent.simulator import (SimulatedUser, exact_match, grade_answer, names_answer,
+                                     parse_yes_no)
 
 CONTEXT = "The club was founded in 1900 in Amsterdam and plays in red and white."
 
@@ -60,6 +61,16 @@ def test_simulated_user_model_failure_propagates() -> None:
 ])
 def test_exact_match(gold: str, predicted: str, expected: bool) -> None:
     assert exact_match(gold, predicted) is expected
+
+
+@pytest.mark.parametrize(("gold", "predicted", "expected"), [
+    ("Il-96", "It is the Ilyushin Il-96 [2].", True), ("The Beatles", "beatles", True),
+    ("Ajax", "Ajax Amsterdam", True), ("Ajax", "Ajaxx", False), ("Il-96", "Il-62", False),
+    ("Café de Flore", "the Cafe de Flore, Paris", True), ("de Flore", "Flore de", False),
+    ("", "anything", False), ("Ajax", "", False),
+])
+def test_names_answer(gold: str, predicted: str, expected: bool) -> None:
+    assert names_answer(gold, predicted) is expected
 
 
 def test_grade_answer_exact_match_skips_judge() -> None:
