@@ -29,6 +29,10 @@ Run (the lead schedules real runs; nice, the machine is shared):
     nice .venv/bin/python bench/agent_multihop.py --per-type 5
     nice .venv/bin/python bench/agent_multihop.py --per-type 5 --rerank none
     nice .venv/bin/python bench/agent_multihop.py --llm-url http://127.0.0.1:8080/v1 --llm default
+In slices (questions 0-11, then 12 onwards of the same draw), joined into one report:
+    nice .venv/bin/python bench/agent_multihop.py --per-type 5 --limit 12 --out A.json
+    nice .venv/bin/python bench/agent_multihop.py --per-type 5 --start 12 --out B.json
+    nice .venv/bin/python bench/agent_multihop.py --join A.json B.json --out AB.json
 Smoke run (two questions, the 0.5B with ICR; about 20 min on a busy 2-core machine, the
 first run also builds the index and runs hybrid over all 852 queries, about 100 s):
     nice .venv/bin/python bench/agent_multihop.py --per-type 1 --limit 2 \\
@@ -140,6 +144,51 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "tokens_mean": mean([float(r["tokens"]) for r in ok])}
 
 
+def with_nan(row: dict[str, Any]) -> dict[str, Any]:
+    """A question row read back from JSON: the undefined measures (``null`` there) are nan
+    again, as :func:`summarise` expects."""
+    measures = {"isr", "ise", *(f"{who}_r@{k}" for who in ("agent", "hybrid") for k in KS)}
+    return {k: math.nan if k in measures and v is None else v for k, v in row.items()}
+
+
+SAME = ("llm", "config", "per_type", "seed", "types", "hybrid_all")
+
+
+def join(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from slices of the same draw (``--start``): their questions in slice
+    order, summarised again.
+
+    Raises:
+        ValueError: The slices differ in a setting (model, config, draw, types, hybrid run),
+            leave a gap or overlap, or a question appears twice.
+    """
+    if not results:
+        raise ValueError("nothing to join: pass the result files of the slices")
+    first = results[0]
+    for r in results[1:]:
+        for key in SAME:
+            if r.get(key) != first.get(key):
+                raise ValueError(f"cannot join slices with different {key!r}: "
+                                 f"{first.get(key)!r} vs {r.get(key)!r}")
+    ordered = sorted(results, key=lambda r: r.get("start", 0))
+    expected = 0
+    for r in ordered:
+        if r.get("start", 0) != expected:
+            raise ValueError(f"slices must be consecutive: expected one starting at question "
+                             f"{expected}, got start {r.get('start', 0)}")
+        expected += len(r["questions"])
+    questions = [with_nan(q) for r in ordered for q in r["questions"]]
+    ids = [q["id"] for q in questions]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"question {next(i for i in ids if ids.count(i) > 1)} is in two slices")
+    return {**{k: first.get(k) for k in SAME}, "start": 0,
+            "accuracy_rule": first.get("accuracy_rule"),
+            "gathered_order": first.get("gathered_order"),
+            "slices": [{"start": r.get("start", 0), "questions": len(r["questions"])}
+                       for r in ordered],
+            "questions": questions, "summary": summarise(questions)}
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     """A number for the table ("-" when undefined)."""
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
@@ -195,6 +244,8 @@ def main() -> None:
     ap.add_argument("--index", type=Path, default=ROOT / "bench" / "results" / "multihop-index")
     ap.add_argument("--per-type", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip this many questions of the draw (run a later slice)")
     ap.add_argument("--limit", type=int, default=None, help="stop after this many questions")
     ap.add_argument("--types", default=",".join(MULTIHOP_TYPES),
                     help="comma-separated question types to run (default: all four)")
@@ -202,9 +253,20 @@ def main() -> None:
                     "--llm-url, the served model name)")
     ap.add_argument("--llm-url", default=None, help="OpenAI-compatible API root")
     ap.add_argument("--rerank", default="icr", help="reranker pipeline text, or 'none'")
+    ap.add_argument("--join", type=Path, nargs="+", default=None, metavar="RESULT",
+                    help="join the result files of consecutive slices into --out; run nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_multihop.json")
     args = ap.parse_args()
     console = Console()
+    if args.join:
+        try:
+            joined = join([json.loads(f.read_text()) for f in args.join])
+        except (OSError, ValueError, KeyError) as exc:
+            ap.error(f"cannot join {', '.join(map(str, args.join))}: {exc}")
+        args.out.write_text(json.dumps(no_nan(joined), indent=2))
+        show(console, joined)
+        console.print(f"wrote {args.out}")
+        return
 
     started = time.perf_counter()
     encoder = SentenceTransformerEncoder()
@@ -227,14 +289,15 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown --types {', '.join(unknown)}; choose from {', '.join(MULTIHOP_TYPES)}")
     subset = [q for q in stratified(queries, args.per_type, args.seed)
-              if q.question_type in types][: args.limit]
+              if q.question_type in types][args.start:]
+    subset = subset[: args.limit]
     llm = load_llm(args.llm, base_url=args.llm_url)
     rerank = None if args.rerank.lower() == "none" else args.rerank
     config = AgentConfig(clarify=False, rerank=rerank)
     session = build_agent(index, llm=llm, config=config, clarifier=None)
     result: dict[str, Any] = {
         "llm": llm.name, "config": config.to_dict(), "per_type": args.per_type,
-        "seed": args.seed, "types": types, "hybrid_all": full, "questions": [], "summary": {},
+        "seed": args.seed, "start": args.start, "types": types, "hybrid_all": full, "questions": [], "summary": {},
         "accuracy_rule": "normalised whole-word containment of the gold answer "
                          "(pursuit.agent.evalrun.contains_answer)",
         "gathered_order": "cited first, then sub-questions in plan order, passages by rank"}

@@ -302,3 +302,37 @@ def test_interactcomp_bench_summary_and_redaction() -> None:
     unjudged = [{**r, "correct": None, "judge_control_accepted": None} for r in rows[:2]]
     assert (mod.summarise(unjudged)["accuracy"], mod.summarise(unjudged)["judge_false_accept"],
             mod.summarise(unjudged)["names_accuracy"]) == (None, None, 0.5)
+
+
+def test_multihop_join_summarises_consecutive_slices_read_back_from_json() -> None:
+    mod = bench("agent_multihop")
+    row = {"type": "inference", "correct": True, "abstained": False, "isr": 1.0, "ise": 0.5,
+           "actions": 2, "seconds": 10.0, "tokens": 100, "sub_answers": [],
+           "agent_r@5": 1.0, "hybrid_r@5": 0.5, "agent_r@10": 1.0, "hybrid_r@10": 0.5}
+    null = {**row, "type": "null_query", "correct": False, "isr": math.nan, "ise": math.nan,
+            **{f"{w}_r@{k}": math.nan for w in ("agent", "hybrid") for k in (5, 10)}}
+    settings = {"llm": "m", "config": {"rerank": "icr"}, "per_type": 5, "seed": 0,
+                "types": ["inference", "null_query"], "hybrid_all": {"queries": 2}}
+
+    def piece(start: int, rows: list[dict]) -> dict:  # a slice as written to disk
+        return json.loads(json.dumps(mod.no_nan({**settings, "start": start,
+                                                 "questions": rows})))
+
+    a = piece(0, [{**row, "id": "1"}, {**null, "id": "2"}])
+    b = piece(2, [{**row, "id": "3", "correct": False, "agent_r@5": 0.5, "agent_r@10": 0.5}])
+    joined = mod.join([b, a])  # any order in, slice order out
+    assert [q["id"] for q in joined["questions"]] == ["1", "2", "3"]
+    assert joined["slices"] == [{"start": 0, "questions": 2}, {"start": 2, "questions": 1}]
+    direct = mod.summarise([{**row, "id": "1"}, {**null, "id": "2"},
+                            {**row, "id": "3", "correct": False, "agent_r@5": 0.5,
+                             "agent_r@10": 0.5}])
+    assert joined["summary"] == direct
+    assert joined["summary"]["recall@10"]["n"] == 2 and joined["summary"]["accuracy"] == 1 / 3
+    with pytest.raises(ValueError, match="expected one starting at question 2, got start 3"):
+        mod.join([a, {**b, "start": 3}])
+    with pytest.raises(ValueError, match="different 'llm'"):
+        mod.join([a, {**b, "llm": "other"}])
+    with pytest.raises(ValueError, match="question 1 is in two slices"):
+        mod.join([a, piece(2, [{**row, "id": "1"}])])
+    with pytest.raises(ValueError, match="nothing to join"):
+        mod.join([])
