@@ -36,8 +36,13 @@ from pursuit.agent.llm import LLMClient, Message, system, user
 from pursuit.agent.prompts import as_data
 from pursuit.agent.searcher import SearchTools, best_window
 from pursuit.agent.session import AgentSession
-from pursuit.agent.simulator import (SimulatedUser, exact_match, grade_answer, names_answer,
-                                     normalise_answer)
+from pursuit.agent.simulator import (
+    SimulatedUser,
+    exact_match,
+    grade_answer,
+    names_answer,
+    normalise_answer,
+)
 from pursuit.agent.structured import StructuredOutputError, structured
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import PursuitError

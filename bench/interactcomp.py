@@ -1,24 +1,26 @@
 """InteractComp dev (70 tasks): does asking the user help a model find the entity meant?
 
-Three modes, each task played by :func:`pursuit.agent.evalrun.interact` (one strict JSON
+Four modes, each task played by :func:`pursuit.agent.evalrun.interact` (one strict JSON
 action a turn, validated with :func:`pursuit.agent.structured.structured`):
 
 * ``answer-only``: the model may only answer;
 * ``ask``: it may ask up to ``--max-questions`` yes/no questions to a
   :class:`~pursuit.agent.simulator.SimulatedUser` that sees the task's hidden context,
   then answers;
-* ``full``: as ``ask``, plus up to ``--max-searches`` searches over a pursuit index
-  (``--index DIR``). There is no web corpus offline, so without ``--index`` full mode is
-  recorded as skipped, with that reason.
+* ``search-only``: it may search up to ``--max-searches`` times over a pursuit index
+  (``--index DIR``) but not ask, then answers;
+* ``full``: as ``ask``, plus the searches of ``search-only``. There is no web corpus
+  offline, so without ``--index`` the two searching modes are recorded as skipped, with
+  that reason.
 
 Answers are graded three ways: normalised exact match; whether the gold's words occur as
 a run in the answer (:func:`pursuit.agent.simulator.names_answer`, lenient: an upper bound
 on exact match); and a separate judge call (:func:`pursuit.agent.simulator.grade_answer`;
 ``--judge``, default the same model; ``--judge none`` skips the judge and its control, so
 ``accuracy`` is empty and each task costs only the model under test's calls).
-Reported per mode: accuracy (judge), exact-match accuracy, ask rate (share of tasks with
-at least one question), mean questions, mean searches, the simulated user's unparsed
-replies, invalid replies and refused actions, seconds and tokens.
+Reported per mode: accuracy (judge), exact-match and names-the-gold accuracy, ask rate
+(share of tasks with at least one question), mean questions, mean searches, the simulated
+user's unparsed replies, invalid replies and refused actions, seconds and tokens.
 
 The judge is checked on every task with a control: the gold answer of the next task (a
 different entity) graded as the prediction must be judged incorrect. The share it accepts
@@ -37,7 +39,7 @@ Run (the lead schedules real runs; nice, the machine is shared):
         --judge-url http://127.0.0.1:8080/v1 --judge default
     nice .venv/bin/python bench/interactcomp.py --modes full --index DIR
 All 70 tasks, answer-only, the default 1.5B, graded without a judge:
-    HF_HUB_OFFLINE=1 nice .venv/bin/python bench/interactcomp.py --modes answer-only \
+    HF_HUB_OFFLINE=1 nice .venv/bin/python bench/interactcomp.py --modes answer-only \\
         --judge none --out bench/results/interactcomp-answer-1.5b.json
 Smoke run (two tasks, the 0.5B; about 22 min on a busy 2-core machine, ask mode dominates):
     nice .venv/bin/python bench/interactcomp.py --limit 2 --llm qwen2.5-coder-0.5b \\
@@ -66,7 +68,9 @@ from pursuit.indexes.collection import SearchIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "interactcomp"
-MODES = ("answer-only", "ask", "full")
+MODES = ("answer-only", "ask", "search-only", "full")
+ASKS = {"ask", "full"}
+SEARCHES = {"search-only", "full"}
 NO_INDEX = ("skipped: no web corpus is reachable offline; pass --index DIR with a pursuit "
             "index to search")
 
@@ -165,7 +169,8 @@ def main() -> None:
     ap.add_argument("--judge", default=None,
                     help="judge model (default --llm); 'none' grades without a judge")
     ap.add_argument("--judge-url", default=None)
-    ap.add_argument("--index", type=Path, default=None, help="pursuit index for full mode")
+    ap.add_argument("--index", type=Path, default=None,
+                    help="pursuit index for the search-only and full modes")
     ap.add_argument("--limit", type=int, default=None, help="first N tasks by id")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "interactcomp.json")
     args = ap.parse_args()
@@ -183,7 +188,7 @@ def main() -> None:
     judge = (None if args.judge == "none"
              else model(args.judge or args.llm, args.judge_url or args.llm_url, cache))
     search: Searcher | None = None
-    if "full" in modes and args.index is not None:
+    if SEARCHES & set(modes) and args.index is not None:
         search = index_searcher(SearchIndex.open(args.index))
     result: dict[str, Any] = {
         "llm": llm.name, "user_llm": user_llm.name, "judge": judge.name if judge else None,
@@ -192,16 +197,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     controls: dict[str, bool | None] = {}  # judge verdict on a known-wrong answer, per task
     for mode in modes:
-        if mode == "full" and search is None:
+        if mode in SEARCHES and search is None:
             result["modes"][mode] = {"skipped": NO_INDEX}
             continue
         rows: list[dict[str, Any]] = result["tasks"].setdefault(mode, [])
         for i, task in enumerate(tasks, start=1):
             row: dict[str, Any] = {"id": task.id}
-            simulated = SimulatedUser(user_llm, task.context) if mode != "answer-only" else None
+            simulated = SimulatedUser(user_llm, task.context) if mode in ASKS else None
             try:
                 run = interact(llm, task.question, simulated=simulated,
-                               search=search if mode == "full" else None,
+                               search=search if mode in SEARCHES else None,
                                max_questions=args.max_questions,
                                max_searches=args.max_searches)
                 row.update(run.to_dict())

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pursuit.agent.llm import LLMError, ScriptedLLM
-from pursuit.agent.simulator import (SimulatedUser, exact_match, grade_answer, names_answer,
-                                     parse_yes_no)
+from pursuit.agent.simulator import (
+    SimulatedUser,
+    exact_match,
+    grade_answer,
+    names_answer,
+    parse_yes_no,
+)
 
 CONTEXT = "The club was founded in 1900 in Amsterdam and plays in red and white."
 
