@@ -5,8 +5,9 @@ sentence points at the passage instead of saying what it states. Asking the same
 again in the same conversation tends to repeat the same sentence (measured in
 BENCHMARKS.md), so the searcher asks a narrower question instead: show the cited passage
 alone and ask for its exact words that answer the sub-question. The reply is kept only
-when those words occur in the passage (:func:`grounded_span`), so the filled sentence
-quotes the document rather than the model's memory; otherwise the sentence stays as it
+when those words occur in what it was shown of the passage — title, publication day and
+text (:func:`shown_parts`, :func:`grounded_span`) — so the filled sentence quotes the
+document rather than the model's memory; otherwise the sentence stays as it
 was, and the sub-answer counts as a gap (:mod:`pursuit.agent.coverage`).
 """
 
@@ -18,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pursuit.agent.llm import LLMClient
-from pursuit.agent.prompts import extract_prompt
+from pursuit.agent.prompts import extract_prompt, published_day
 from pursuit.agent.sentences import CITATION, cited_numbers, split_sentences, uncited
 
-__all__ = ["MAX_SPAN_WORDS", "fill_bare_citation", "grounded_span"]
+__all__ = ["MAX_SPAN_WORDS", "fill_bare_citation", "grounded_span", "shown_parts"]
 
 #: Longest reply taken as an answer span; a longer one is a sentence, not the words asked for.
 MAX_SPAN_WORDS = 12
@@ -58,6 +59,15 @@ def grounded_span(reply: str, passage_text: str) -> str | None:
     return " ".join(words) if found else None
 
 
+def shown_parts(passage: Mapping[str, Any]) -> tuple[str, ...]:
+    """What the extractor is shown of a passage — title, publication day, text — each on its
+    own, so a span is grounded in exactly what the model read ("the article that ... is
+    [1]" is answered by the title, "the date of the report" by the day) and never straddles
+    two of them."""
+    return tuple(p for p in (str(passage.get("title") or ""), published_day(passage),
+                             str(passage["text"])) if p)
+
+
 def fill_bare_citation(llm: LLMClient, question: str, text: str,
                        passages: Sequence[Mapping[str, Any]], *,
                        max_tokens: int = 32) -> tuple[str, int]:
@@ -77,7 +87,8 @@ def fill_bare_citation(llm: LLMClient, question: str, text: str,
     n = cited[0]
     reply = llm.complete(extract_prompt(question, by_n[n]), max_tokens=max_tokens)
     tokens = reply.prompt_tokens + reply.completion_tokens
-    span = grounded_span(reply.text, str(by_n[n]["text"]))
+    span = next((found for part in shown_parts(by_n[n])
+                 if (found := grounded_span(reply.text, part)) is not None), None)
     if span is None:
         return text, tokens
     lead = uncited(sentences[0])

@@ -128,11 +128,25 @@ def rewrite_prompt(question: str, parents: Sequence[Mapping[str, Any]], n: int) 
                  f"Write at most {n} queries.")]
 
 
+def published_day(passage: Mapping[str, Any]) -> str:
+    """The passage's publication day as ``YYYY-MM-DD`` (its ``published_at`` is ISO 8601),
+    or ``""`` when unknown."""
+    return str(passage.get("published_at") or "")[:10]
+
+
+def passage_block(passage: Mapping[str, Any], *, numbered: bool = True) -> str:
+    """One passage as the model sees it: number, title and publication day as attributes
+    (questions ask which article said what, and when), then the quoted text."""
+    day = published_day(passage)
+    attrs = (f'n="{passage["n"]}" ' if numbered else "") + f'title="{as_data(passage["title"])}"'
+    attrs += f' published="{day}"' if day else ""
+    return f"<passage {attrs}>{as_data(passage['text'])}</passage>"
+
+
 def answer_prompt(question: str, passages: Sequence[Mapping[str, Any]],
                   parents: Sequence[Mapping[str, Any]]) -> list[Message]:
     """The request to answer a sub-question from numbered passages, with citations."""
-    blocks = "\n".join(f'<passage n="{p["n"]}" title="{as_data(p["title"])}">'
-                       f"{as_data(p['text'])}</passage>" for p in passages)
+    blocks = "\n".join(passage_block(p) for p in passages)
     background = f"\nEarlier findings:\n{_answers_block(parents)}" if parents else ""
     return [system(ANSWERER),
             user(f"{blocks}{background}\n<question>{as_data(question)}</question>\n"
@@ -170,5 +184,5 @@ def is_yes_no(question: str) -> bool:
 def extract_prompt(question: str, passage: Mapping[str, Any]) -> list[Message]:
     """The request to copy the words of one passage that answer ``question``."""
     return [system(EXTRACTOR),
-            user(f'<passage title="{as_data(passage["title"])}">{as_data(passage["text"])}'
-                 f"</passage>\n<question>{as_data(question)}</question>")]
+            user(f"{passage_block(passage, numbered=False)}\n"
+                 f"<question>{as_data(question)}</question>")]

@@ -7,7 +7,7 @@ from scripted_agent import CORPUS, SEQUEL, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.coverage import is_gap
-from pursuit.agent.extract import grounded_span
+from pursuit.agent.extract import grounded_span, shown_parts
 from pursuit.agent.llm import ScriptedLLM
 from pursuit.agent.prompts import EXTRACTOR
 from pursuit.agent.searcher import SearchTools, pool, search_subquestion
@@ -88,8 +88,32 @@ def test_a_citation_in_the_answers_place_is_filled_with_the_passages_words(
     asked = llm.calls[-1]
     assert asked[0]["content"] == EXTRACTOR
     second = got["passages"][1]  # the cited passage alone, then the sub-question
-    assert asked[1]["content"] == (f'<passage title="{second["title"]}">{second["text"]}'
+    assert asked[1]["content"] == (f'<passage title="{second["title"]}" published='
+                                   f'"{second["published_at"][:10]}">{second["text"]}'
                                    "</passage>\n<question>Who wrote Dune?</question>")
+    assert 'published="2020-01-0' in llm.calls[1][1]["content"]  # the answerer sees days too
+
+
+def test_a_bare_citation_can_be_filled_from_the_publication_day(index: SearchIndex) -> None:
+    got, _ = answer_with(index, "The day it was published is [1].", "2020-01-01")
+    assert got["passages"][0]["published_at"][:10] == "2020-01-01"  # in no passage's text
+    assert got["answer"] == "The day it was published is 2020-01-01 [1]."
+    assert not is_gap(got["answer"])
+
+
+def test_the_extractor_is_shown_title_day_and_text_each_on_its_own() -> None:
+    passage = {"n": 1, "title": "Odds roundup", "published_at": "2023-10-01T09:00:00+00:00",
+               "text": "Sportsbooks move their lines."}
+    assert shown_parts(passage) == ("Odds roundup", "2023-10-01",
+                                    "Sportsbooks move their lines.")
+    assert shown_parts({**passage, "title": "", "published_at": None}) == (
+        "Sportsbooks move their lines.",)
+
+
+def test_a_span_may_not_straddle_the_title_and_the_text(index: SearchIndex) -> None:
+    got, _ = answer_with(index, "The sequel is [2].", "Dune Messiah Dune Messiah")
+    assert got["passages"][1]["title"] == "Dune Messiah"  # its text opens "Dune Messiah, ..."
+    assert got["answer"] == "The sequel is [2]."  # a title-then-text run is not a quote
 
 
 @pytest.mark.parametrize("words", ["Isaac Asimov", "NONE", ""])
