@@ -35,11 +35,11 @@ def _normal(text: str) -> str:
     return " ".join(text.split())
 
 
-def grounded_span(reply: str, passage_text: str) -> str | None:
+def grounded_span(reply: str, passage_text: str, max_words: int = MAX_SPAN_WORDS) -> str | None:
     """The answer words in ``reply`` when the passage contains them verbatim, else ``None``.
 
     The reply's first line is taken without surrounding quotes, a trailing full stop or a
-    citation; "NONE", an empty reply, one of more than :data:`MAX_SPAN_WORDS` words, and
+    citation; "NONE", an empty reply, one of more than ``max_words`` words, and
     words the passage does not contain as whole words (case and spacing aside) are
     refused: a letter "D" is not grounded by the "d" inside "Michigan Stadium".
 
@@ -53,24 +53,28 @@ def grounded_span(reply: str, passage_text: str) -> str | None:
     span = CITATION.sub("", lines[0] if lines else "").strip().strip(_QUOTES).strip()
     span = span.rstrip(".").strip().strip(_QUOTES).strip()
     words = span.split()
-    if not words or len(words) > MAX_SPAN_WORDS or span.casefold().rstrip(".") == "none":
+    if not words or len(words) > max_words or span.casefold().rstrip(".") == "none":
         return None
     found = re.search(rf"(?<!\w){re.escape(_normal(span))}(?!\w)", _normal(passage_text))
     return " ".join(words) if found else None
 
 
-def shown_parts(passage: Mapping[str, Any]) -> tuple[str, ...]:
+def shown_parts(passage: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
     """What the extractor is shown of a passage — title, publication day, text — each on its
-    own, so a span is grounded in exactly what the model read ("the article that ... is
-    [1]" is answered by the title, "the date of the report" by the day) and never straddles
-    two of them."""
-    return tuple(p for p in (str(passage.get("title") or ""), published_day(passage),
-                             str(passage["text"])) if p)
+    own with the most words a span from it may have, so a span is grounded in exactly what
+    the model read ("the article that ... is [1]" is answered by the title, "the date of
+    the report" by the day) and never straddles two of them. A title is a name and may be
+    quoted whole however long it is; spans of the day and the text keep
+    :data:`MAX_SPAN_WORDS`."""
+    title = str(passage.get("title") or "")
+    parts = ((title, max(MAX_SPAN_WORDS, len(title.split()))),
+             (published_day(passage), MAX_SPAN_WORDS), (str(passage["text"]), MAX_SPAN_WORDS))
+    return tuple((part, cap) for part, cap in parts if part)
 
 
 def fill_bare_citation(llm: LLMClient, question: str, text: str,
                        passages: Sequence[Mapping[str, Any]], *,
-                       max_tokens: int = 32) -> tuple[str, int]:
+                       max_tokens: int = 48) -> tuple[str, int]:
     """``(text, tokens)``: ``text`` with its bare first sentence spelled out.
 
     ``text``'s first sentence cites passage ``n`` where its answer belongs; the model is
@@ -87,8 +91,8 @@ def fill_bare_citation(llm: LLMClient, question: str, text: str,
     n = cited[0]
     reply = llm.complete(extract_prompt(question, by_n[n]), max_tokens=max_tokens)
     tokens = reply.prompt_tokens + reply.completion_tokens
-    span = next((found for part in shown_parts(by_n[n])
-                 if (found := grounded_span(reply.text, part)) is not None), None)
+    span = next((found for part, cap in shown_parts(by_n[n])
+                 if (found := grounded_span(reply.text, part, cap)) is not None), None)
     if span is None:
         return text, tokens
     lead = uncited(sentences[0])

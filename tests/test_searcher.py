@@ -104,10 +104,15 @@ def test_a_bare_citation_can_be_filled_from_the_publication_day(index: SearchInd
 def test_the_extractor_is_shown_title_day_and_text_each_on_its_own() -> None:
     passage = {"n": 1, "title": "Odds roundup", "published_at": "2023-10-01T09:00:00+00:00",
                "text": "Sportsbooks move their lines."}
-    assert shown_parts(passage) == ("Odds roundup", "2023-10-01",
-                                    "Sportsbooks move their lines.")
+    assert shown_parts(passage) == (("Odds roundup", 12), ("2023-10-01", 12),
+                                    ("Sportsbooks move their lines.", 12))
     assert shown_parts({**passage, "title": "", "published_at": None}) == (
-        "Sportsbooks move their lines.",)
+        ("Sportsbooks move their lines.", 12),)
+    long_title = ("David Benavidez vs. Demetrius Andrade fight predictions, odds, undercard, "
+                  "expert picks, start time, preview")  # 14 words: quoted whole, it is a name
+    (title, cap), *_ = shown_parts({**passage, "title": long_title})
+    assert cap == 14 and grounded_span(long_title, title, cap) == long_title
+    assert grounded_span(long_title, long_title) is None  # too long for a span of text
 
 
 def test_a_span_may_not_straddle_the_title_and_the_text(index: SearchIndex) -> None:
