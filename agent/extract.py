@@ -60,15 +60,17 @@ def grounded_span(reply: str, passage_text: str, max_words: int = MAX_SPAN_WORDS
 
 
 def shown_parts(passage: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
-    """What the extractor is shown of a passage — title, publication day, text — each on its
-    own with the most words a span from it may have, so a span is grounded in exactly what
-    the model read ("the article that ... is [1]" is answered by the title, "the date of
-    the report" by the day) and never straddles two of them. A title is a name and may be
-    quoted whole however long it is; spans of the day and the text keep
-    :data:`MAX_SPAN_WORDS`."""
+    """What the extractor is shown of a passage — title, publication day (also accepted as
+    ``YYYY-MM-DD``), text — each on its own with the most words a span from it may have, so
+    a span is grounded in exactly what the model read ("the article that ... is [1]" is
+    answered by the title, "the date of the report" by the day) and never straddles two of
+    them. A title is a name and may be quoted whole however long it is; spans of the day
+    and the text keep :data:`MAX_SPAN_WORDS`."""
     title = str(passage.get("title") or "")
-    parts = ((title, max(MAX_SPAN_WORDS, len(title.split()))),
-             (published_day(passage), MAX_SPAN_WORDS), (str(passage["text"]), MAX_SPAN_WORDS))
+    day = published_day(passage)
+    iso = str(passage.get("published_at") or "")[:10] if day else ""  # the same day, ISO
+    parts = ((title, max(MAX_SPAN_WORDS, len(title.split()))), (day, MAX_SPAN_WORDS),
+             (iso, MAX_SPAN_WORDS), (str(passage["text"]), MAX_SPAN_WORDS))
     return tuple((part, cap) for part, cap in parts if part)
 
 

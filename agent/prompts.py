@@ -11,6 +11,7 @@ can at most change words, never the plan's shape or which code runs.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -129,9 +130,13 @@ def rewrite_prompt(question: str, parents: Sequence[Mapping[str, Any]], n: int) 
 
 
 def published_day(passage: Mapping[str, Any]) -> str:
-    """The passage's publication day as ``YYYY-MM-DD`` (its ``published_at`` is ISO 8601),
-    or ``""`` when unknown."""
-    return str(passage.get("published_at") or "")[:10]
+    """The passage's publication day written out ("October 1, 2023"), the way questions and
+    news text name days; ``""`` when unknown or unreadable (``published_at`` is ISO 8601)."""
+    try:
+        day = datetime.fromisoformat(str(passage.get("published_at") or ""))
+    except ValueError:
+        return ""
+    return f"{day:%B} {day.day}, {day.year}"
 
 
 def passage_block(passage: Mapping[str, Any], *, numbered: bool = True) -> str:

@@ -88,26 +88,31 @@ def test_a_citation_in_the_answers_place_is_filled_with_the_passages_words(
     asked = llm.calls[-1]
     assert asked[0]["content"] == EXTRACTOR
     second = got["passages"][1]  # the cited passage alone, then the sub-question
+    assert second["published_at"].startswith("2024-06-01")
     assert asked[1]["content"] == (f'<passage title="{second["title"]}" published='
-                                   f'"{second["published_at"][:10]}">{second["text"]}'
+                                   f'"June 1, 2024">{second["text"]}'
                                    "</passage>\n<question>Who wrote Dune?</question>")
-    assert 'published="2020-01-0' in llm.calls[1][1]["content"]  # the answerer sees days too
+    assert 'published="January 1, 2020"' in llm.calls[1][1]["content"]  # the answerer too
 
 
-def test_a_bare_citation_can_be_filled_from_the_publication_day(index: SearchIndex) -> None:
-    got, _ = answer_with(index, "The day it was published is [1].", "2020-01-01")
+@pytest.mark.parametrize("words", ["January 1, 2020", "2020-01-01"])
+def test_a_bare_citation_can_be_filled_from_the_publication_day(
+        index: SearchIndex, words: str) -> None:
+    got, _ = answer_with(index, "The day it was published is [1].", words)
     assert got["passages"][0]["published_at"][:10] == "2020-01-01"  # in no passage's text
-    assert got["answer"] == "The day it was published is 2020-01-01 [1]."
+    assert got["answer"] == f"The day it was published is {words} [1]."
     assert not is_gap(got["answer"])
 
 
 def test_the_extractor_is_shown_title_day_and_text_each_on_its_own() -> None:
     passage = {"n": 1, "title": "Odds roundup", "published_at": "2023-10-01T09:00:00+00:00",
                "text": "Sportsbooks move their lines."}
-    assert shown_parts(passage) == (("Odds roundup", 12), ("2023-10-01", 12),
-                                    ("Sportsbooks move their lines.", 12))
+    assert shown_parts(passage) == (("Odds roundup", 12), ("October 1, 2023", 12),
+                                    ("2023-10-01", 12), ("Sportsbooks move their lines.", 12))
     assert shown_parts({**passage, "title": "", "published_at": None}) == (
         ("Sportsbooks move their lines.", 12),)
+    assert shown_parts({**passage, "published_at": "soon"}) == (
+        ("Odds roundup", 12), ("Sportsbooks move their lines.", 12))  # an unreadable day: none
     long_title = ("David Benavidez vs. Demetrius Andrade fight predictions, odds, undercard, "
                   "expert picks, start time, preview")  # 14 words: quoted whole, it is a name
     (title, cap), *_ = shown_parts({**passage, "title": long_title})
