@@ -11,8 +11,8 @@ can at most change words, never the plan's shape or which code runs.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pursuit.agent.llm import Message, system, user
