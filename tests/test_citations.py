@@ -73,3 +73,11 @@ def test_an_abstaining_sentence_gets_no_citation_however_close_to_a_passage() ->
 
 def test_split_sentences_keeps_trailing_citations() -> None:
     assert split_sentences("One. [1] Two [2].\nThree") == ["One [1].", "Two [2].", "Three"]
+
+
+def test_split_sentences_does_not_end_a_sentence_at_an_abbreviation() -> None:
+    assert split_sentences("It is David Benavidez vs. Demetrius Andrade [1]. Dr. Lee wrote "
+                           "it. Mr.\nNext") == [
+        "It is David Benavidez vs. Demetrius Andrade [1].", "Dr. Lee wrote it.", "Mr.", "Next"]
+    assert split_sentences("No. It was sold (e.g. to U.S. buyers) in 2023.") == [
+        "No.", "It was sold (e.g. to U.S. buyers) in 2023."]
