@@ -222,15 +222,13 @@ def contains_answer(gold: str, predicted: str) -> bool:
         >>> contains_answer("Insufficient information.", "The documents do not say.")
         True
     """
-    g, p = normalise_answer(gold), f" {normalise_answer(predicted)} "
-    if not g:
-        return False
+    g = normalise_answer(gold)
     if g in _OPPOSITE:
-        words = p.split()
+        words = normalise_answer(predicted).split()
         return g in words and _OPPOSITE[g] not in words
     if g == _NULL_GOLD:
         return abstains(predicted)
-    return f" {g} " in p
+    return names_answer(gold, predicted)
 
 
 # InteractComp ---------------------------------------------------------------------------

@@ -149,8 +149,8 @@ def names_answer(gold: str, predicted: str) -> bool:
         >>> names_answer("Il-96", "It is the Ilyushin Il-96."), names_answer("Ajax", "Ajaxx")
         (True, False)
     """
-    g, p = normalise_answer(gold).split(), normalise_answer(predicted).split()
-    return bool(g) and any(p[i:i + len(g)] == g for i in range(len(p) - len(g) + 1))
+    g = normalise_answer(gold)
+    return bool(g) and f" {g} " in f" {normalise_answer(predicted)} "
 
 
 def grade_answer(judge: LLMClient, question: str, gold: str, predicted: str) -> bool:

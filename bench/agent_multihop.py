@@ -289,15 +289,15 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown --types {', '.join(unknown)}; choose from {', '.join(MULTIHOP_TYPES)}")
     subset = [q for q in stratified(queries, args.per_type, args.seed)
-              if q.question_type in types][args.start:]
-    subset = subset[: args.limit]
+              if q.question_type in types][args.start:][: args.limit]
     llm = load_llm(args.llm, base_url=args.llm_url)
     rerank = None if args.rerank.lower() == "none" else args.rerank
     config = AgentConfig(clarify=False, rerank=rerank)
     session = build_agent(index, llm=llm, config=config, clarifier=None)
     result: dict[str, Any] = {
         "llm": llm.name, "config": config.to_dict(), "per_type": args.per_type,
-        "seed": args.seed, "start": args.start, "types": types, "hybrid_all": full, "questions": [], "summary": {},
+        "seed": args.seed, "start": args.start, "types": types, "hybrid_all": full,
+        "questions": [], "summary": {},
         "accuracy_rule": "normalised whole-word containment of the gold answer "
                          "(pursuit.agent.evalrun.contains_answer)",
         "gathered_order": "cited first, then sub-questions in plan order, passages by rank"}
