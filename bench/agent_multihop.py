@@ -46,6 +46,7 @@ import json
 import math
 import random
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,9 @@ from pursuit.indexes.sources import load_corpus
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
 from pursuit.retrievers.pipeline import parse_pipeline
 from pursuit.retrievers.registry import index_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from slices import consecutive  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "multihop-rag"
@@ -154,29 +158,22 @@ def with_nan(row: dict[str, Any]) -> dict[str, Any]:
 SAME = ("llm", "config", "per_type", "seed", "types", "hybrid_all")
 
 
-def join(results: list[dict[str, Any]]) -> dict[str, Any]:
+def join(slices: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """One report from slices of the same draw (``--start``): their questions in slice
     order, summarised again.
 
+    Args:
+        slices: ``(label, result)`` pairs in any order; the label (the file) names a slice
+            in errors.
+
     Raises:
-        ValueError: The slices differ in a setting (model, config, draw, types, hybrid run),
-            leave a gap or overlap, or a question appears twice.
+        ValueError: No slices, slices that differ in a setting (model, config, draw, types,
+            hybrid run), leave a gap or overlap, or a question that appears twice.
     """
-    if not results:
-        raise ValueError("nothing to join: pass the result files of the slices")
-    first = results[0]
-    for r in results[1:]:
-        for key in SAME:
-            if r.get(key) != first.get(key):
-                raise ValueError(f"cannot join slices with different {key!r}: "
-                                 f"{first.get(key)!r} vs {r.get(key)!r}")
-    ordered = sorted(results, key=lambda r: r.get("start", 0))
-    expected = 0
-    for r in ordered:
-        if r.get("start", 0) != expected:
-            raise ValueError(f"slices must be consecutive: expected one starting at question "
-                             f"{expected}, got start {r.get('start', 0)}")
-        expected += len(r["questions"])
+    labelled, _ = consecutive(slices, same=SAME, length=lambda r: len(r["questions"]),
+                              unit="question", start=0)
+    ordered = [r for _, r in labelled]
+    first = ordered[0]
     questions = [with_nan(q) for r in ordered for q in r["questions"]]
     ids = [q["id"] for q in questions]
     if len(set(ids)) != len(ids):
@@ -260,7 +257,7 @@ def main() -> None:
     console = Console()
     if args.join:
         try:
-            joined = join([json.loads(f.read_text()) for f in args.join])
+            joined = join([(str(f), json.loads(f.read_text())) for f in args.join])
         except (OSError, ValueError, KeyError) as exc:
             ap.error(f"cannot join {', '.join(map(str, args.join))}: {exc}")
         args.out.write_text(json.dumps(no_nan(joined), indent=2))

@@ -34,6 +34,7 @@ from pursuit.retrievers.evaluate import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from rerank import MEASURES, runs_dir, save, speed_check  # noqa: E402
+from slices import consecutive  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,24 +45,6 @@ def _read(report_path: Path, recorded: str, queries: dict[str, Query]) -> list[R
     if not run.is_file():
         raise ValueError(f"{report_path}: its run {run} is missing")
     return read_run_rankings(run, queries=queries)
-
-
-def _check_slices(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset) -> None:
-    first = slices[0][1]
-    position = first.get("start", 0)
-    for path, report in slices:
-        for field in ("dataset", "k"):
-            if report[field] != first[field]:
-                raise ValueError(f"{path}: {field} {report[field]!r} differs from "
-                                 f"{first[field]!r} in {slices[0][0]}")
-        start = report.get("start", 0)
-        if start != position:
-            raise ValueError(f"{path}: slice starts at query {start}, expected {position}; "
-                             "slices must follow each other without a gap or an overlap")
-        position += report["queries"]
-    if position > len(dataset.queries):
-        raise ValueError(f"the slices end at query {position}, past the dataset's "
-                         f"{len(dataset.queries)}")
 
 
 def join(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset, out: Path) -> dict[str, Any]:
@@ -76,8 +59,12 @@ def join(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset, out: Path)
         ValueError: Slices over different data or depth, not consecutive, whose BM25 run
             holds other queries than its position in ``dataset`` says, or a missing run.
     """
-    slices = sorted(slices, key=lambda s: s[1].get("start", 0))
-    _check_slices(slices, dataset)
+    labelled, end = consecutive([(str(p), r) for p, r in slices], same=("dataset", "k"),
+                                length=lambda r: r["queries"], unit="query")
+    if end > len(dataset.queries):
+        raise ValueError(f"the slices end at query {end}, past the dataset's "
+                         f"{len(dataset.queries)}")
+    slices = [(Path(label), report) for label, report in labelled]
     start = slices[0][1].get("start", 0)
     count = sum(r["queries"] for _, r in slices)
     queries = dataset.queries[start:start + count]

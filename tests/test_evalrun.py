@@ -320,7 +320,7 @@ def test_multihop_join_summarises_consecutive_slices_read_back_from_json() -> No
 
     a = piece(0, [{**row, "id": "1"}, {**null, "id": "2"}])
     b = piece(2, [{**row, "id": "3", "correct": False, "agent_r@5": 0.5, "agent_r@10": 0.5}])
-    joined = mod.join([b, a])  # any order in, slice order out
+    joined = mod.join([("b.json", b), ("a.json", a)])  # any order in, slice order out
     assert [q["id"] for q in joined["questions"]] == ["1", "2", "3"]
     assert joined["slices"] == [{"start": 0, "questions": 2}, {"start": 2, "questions": 1}]
     direct = mod.summarise([{**row, "id": "1"}, {**null, "id": "2"},
@@ -328,11 +328,13 @@ def test_multihop_join_summarises_consecutive_slices_read_back_from_json() -> No
                              "agent_r@10": 0.5}])
     assert joined["summary"] == direct
     assert joined["summary"]["recall@10"]["n"] == 2 and joined["summary"]["accuracy"] == 1 / 3
-    with pytest.raises(ValueError, match="expected one starting at question 2, got start 3"):
-        mod.join([a, {**b, "start": 3}])
-    with pytest.raises(ValueError, match="different 'llm'"):
-        mod.join([a, {**b, "llm": "other"}])
+    with pytest.raises(ValueError, match="^b.json: slice starts at question 3, expected 2; "):
+        mod.join([("a.json", a), ("b.json", {**b, "start": 3})])
+    with pytest.raises(ValueError, match="^a.json: slice starts at question 1, expected 0; "):
+        mod.join([("a.json", {**a, "start": 1}), ("b.json", {**b, "start": 3})])
+    with pytest.raises(ValueError, match="^b.json: llm 'other' differs from 'm' in a.json$"):
+        mod.join([("a.json", a), ("b.json", {**b, "llm": "other"})])
     with pytest.raises(ValueError, match="question 1 is in two slices"):
-        mod.join([a, piece(2, [{**row, "id": "1"}])])
+        mod.join([("a.json", a), ("c.json", piece(2, [{**row, "id": "1"}]))])
     with pytest.raises(ValueError, match="nothing to join"):
         mod.join([])

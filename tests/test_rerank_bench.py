@@ -184,6 +184,10 @@ def test_rerank_slices_refuse_a_gap_or_a_slice_of_other_queries(tmp_path: Path) 
     with pytest.raises(ValueError, match="slice starts at query 2, expected 1; slices must "
                                          "follow each other without a gap or an overlap"):
         slices.join([first, gap], dataset, tmp_path / "j.json")
+    deeper = _slice(tmp_path, "s1k", 1, ["q2"], order, {"icr": []})
+    deeper[1]["k"] = 20
+    with pytest.raises(ValueError, match=r"s1k.json: k 20 differs from 3 in .*s0.json$"):
+        slices.join([deeper, first], dataset, tmp_path / "j.json")
     shifted = _slice(tmp_path, "s1", 1, ["q3"], order, {"icr": []})  # says 1, ranked q3
     with pytest.raises(ValueError, match="its BM25 run does not hold test queries 1 to 1 of toy"):
         slices.join([first, shifted], dataset, tmp_path / "j.json")
