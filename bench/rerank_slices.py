@@ -59,15 +59,14 @@ def join(slices: list[tuple[Path, dict[str, Any]]], dataset: Dataset, out: Path)
         ValueError: Slices over different data or depth, not consecutive, whose BM25 run
             holds other queries than its position in ``dataset`` says, or a missing run.
     """
-    labelled, end = consecutive([(str(p), r) for p, r in slices], same=("dataset", "k"),
-                                length=lambda r: r["queries"], unit="query")
+    slices, end = consecutive(slices, same=("dataset", "k"), length=lambda r: r["queries"],
+                              unit="query")
     if end > len(dataset.queries):
         raise ValueError(f"the slices end at query {end}, past the dataset's "
                          f"{len(dataset.queries)}")
-    slices = [(Path(label), report) for label, report in labelled]
     start = slices[0][1].get("start", 0)
-    count = sum(r["queries"] for _, r in slices)
-    queries = dataset.queries[start:start + count]
+    count = end - start
+    queries = dataset.queries[start:end]
     qrels = {q.id: dataset.qrels[q.id] for q in queries if q.id in dataset.qrels}
     by_id = {q.id: q for q in queries}
 

@@ -8,18 +8,20 @@ measured with other settings or that leave a gap or an overlap.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-Slice = tuple[str, dict[str, Any]]
+#: What names a slice in errors (a path or its text): only ever formatted.
+Label = TypeVar("Label")
 
 
-def consecutive(slices: Sequence[Slice], *, same: Sequence[str],
+def consecutive(slices: Sequence[tuple[Label, dict[str, Any]]], *, same: Sequence[str],
                 length: Callable[[dict[str, Any]], int], unit: str,
-                start: int | None = None) -> tuple[list[Slice], int]:
+                start: int | None = None) -> tuple[list[tuple[Label, dict[str, Any]]], int]:
     """Order ``slices`` by their ``start`` and check that they form one run.
 
     Args:
-        slices: ``(label, report)`` pairs; the label (a file name) names a slice in errors.
+        slices: ``(label, report)`` pairs; the label (a file or its name) names a slice in
+            errors and comes back unchanged.
             A report without ``start`` starts at 0.
         same: Report fields every slice must share with the first.
         length: How many items (queries, questions) a report holds.
