@@ -106,7 +106,7 @@ class ICRReranker(Reranker):
             better and about 3x slower).
         store: Where to fetch document text for hits that carry none.
         layers: ``"middle"`` (default: the best mean nDCG@10 of the layer sets measured on
-            100 SciFact queries, not significantly, at two thirds of the prefill; see
+            100 SciFact queries with both packaged models, at two thirds of the prefill; see
             ``bench/icr_layers.py``), ``"all"`` or explicit decoder layer indices.
         max_words: Words kept per document (the paper: 300); ``None`` keeps all.
         max_tokens: Tokens kept per document after the word cut; ``None`` for no limit.
