@@ -160,7 +160,7 @@ class ListwiseReranker(Reranker):
 
     def order(self, query: Query, docs: Sequence[Doc]) -> list[int]:
         """Indices into ``docs``, best first, after one sliding pass."""
-        texts = [self._passage(d) for d in docs]
+        texts = [self.passage(d) for d in docs]
         ranks = list(range(len(docs)))
         for start, end in windows(len(docs), self.window, self.step):
             if end - start < 2:
@@ -174,19 +174,25 @@ class ListwiseReranker(Reranker):
             self.stats.named_none += named(answer, len(part)) == 0
         return ranks
 
-    def _passage(self, doc: Doc) -> str:
+    def passage(self, doc: Doc) -> str:
+        """``doc``'s text as one line, cut to ``max_doc_tokens`` tokens when a model is set."""
         text = " ".join(doc.contents().split())  # one line per passage
         if self.lm is None:
             return text
         return truncate_tokens(self.lm.tokenizer, text, self.max_doc_tokens)
 
+    def prompt_ids(self, query: str, passages: Sequence[str]) -> list[int]:
+        """Token ids of one window's chat prompt (what the model prefills before answering)."""
+        if self.lm is None:
+            raise ValueError("prompt_ids needs the reranker's lm")
+        prompt = self.lm.chat_text(build_prompt(query, passages), system=SYSTEM)
+        return list(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     @torch.inference_mode()
     def _generate(self, query: str, passages: Sequence[str]) -> str:
         assert self.lm is not None
         tok = self.lm.tokenizer
-        prompt = self.lm.chat_text(build_prompt(query, passages), system=SYSTEM)
-        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        ids = ids.to(self.lm.device)
+        ids = torch.tensor([self.prompt_ids(query, passages)], device=self.lm.device)
         cap = self.max_new_tokens or 6 * len(passages) + 8
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         out = self.lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),

@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from tiny_lm import tiny_lm
 
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.listwise import (
+    SYSTEM,
     ListwiseReranker,
     build_prompt,
     make_listwise,
     parse_permutation,
     windows,
 )
+from pursuit.retrievers.llm import wrap_causal_lm
 
 
 @pytest.mark.parametrize(("text", "n", "want"), [
@@ -114,6 +117,23 @@ def test_prompt_lists_numbered_passages_then_the_query() -> None:
                     "Rank all 2 passages from most to least relevant to the search query. "
                     "Answer with the numbers only, in the form [2] > [1] > ..., and nothing "
                     "else.")
+
+
+def test_passages_are_one_line_cut_to_max_doc_tokens_and_prompt_ids_are_the_chat_prompt(
+) -> None:
+    t = tiny_lm()
+    lm = wrap_causal_lm(t.model, t.tokenizer, "tiny")
+    r = ListwiseReranker(lm, max_doc_tokens=4)
+    text = r.passage(Doc("d", "The moon pulls\n\nthe ocean   and makes the tide."))
+    assert "\n" not in text
+    assert len(t.tokenizer(text, add_special_tokens=False)["input_ids"]) == 4
+    assert ListwiseReranker(lm, max_doc_tokens=300).passage(Doc("d", "The  moon\npulls.")) == \
+        "The moon pulls."
+    ids = r.prompt_ids("what makes the tide?", ["The moon.", "Lava."])
+    assert t.tokenizer.decode(ids) == lm.chat_text(
+        build_prompt("what makes the tide?", ["The moon.", "Lava."]), system=SYSTEM)
+    with pytest.raises(ValueError, match="prompt_ids needs the reranker's lm"):
+        ListwiseReranker(generate=Scripted()).prompt_ids("q", ["a", "b"])
 
 
 def test_names_options_and_errors() -> None:
