@@ -30,14 +30,13 @@ import argparse
 import dataclasses
 import json
 import os
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from pursuit.indexes.beir import Dataset, read_beir
-from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Query, Ranking
 from pursuit.rerankers.base import cached_lm, strict_ranking
 from pursuit.rerankers.block_forward import BlockForward
@@ -45,7 +44,9 @@ from pursuit.rerankers.blockrank import DEFAULTS, resolve_layer
 from pursuit.rerankers.blocks import BlockLayout, build_layout
 from pursuit.retrievers.compare import compare
 from pursuit.retrievers.evaluate import evaluate
-from pursuit.retrievers.registry import index_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pools import bm25_pools  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("nDCG@10", "RR@10")
@@ -96,10 +97,7 @@ def main() -> None:
     default_layer = resolve_layer("middle", n_layers)
     engine = BlockForward(lm.model, n_layers - 1)
     sets = layer_sets(n_layers)
-    with tempfile.TemporaryDirectory() as tmp:
-        index = SearchIndex.build(full.corpus, Path(tmp) / "index", source=args.data)
-        pools = index_stages(index, fetch_docs=True)["bm25"](k=args.k).batch(queries)
-        index.close()
+    pools = bm25_pools(full.corpus, queries, args.k, source=args.data)
     rankings: dict[str, list[Ranking]] = {f"{s}/{n}": [] for s in SIGNALS for n in sets}
     instr = None
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,14 @@ from typing import Any
 import torch
 
 from pursuit.indexes.beir import Dataset, read_beir
-from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Query, Ranking
 from pursuit.rerankers.attention import decoder_layers, prefill, span_attention
 from pursuit.rerankers.base import cached_lm, strict_ranking
 from pursuit.rerankers.icr import CALIBRATION_QUERY, ICRReranker, calibrated_scores
 from pursuit.retrievers.compare import compare
-from pursuit.retrievers.registry import index_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pools import bm25_pools  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("nDCG@10", "RR@10")
@@ -101,11 +102,7 @@ def main() -> None:
     n_layers = len(icr.layers)
     sets = layer_sets(n_layers)
     rankings: dict[str, list[Ranking]] = {name: [] for name in sets}
-    with tempfile.TemporaryDirectory() as tmp:
-        index = SearchIndex.build(full.corpus, Path(tmp) / "index", source=args.data)
-        bm25 = index_stages(index, fetch_docs=True)["bm25"](k=args.k)
-        pools = bm25.batch(queries)
-        index.close()
+    pools = bm25_pools(full.corpus, queries, args.k, source=args.data)
     t0 = time.perf_counter()
     for done, (query, pool) in enumerate(zip(queries, pools, strict=True), start=1):
         ids = pool.doc_ids()

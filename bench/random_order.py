@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import tempfile
+import sys
 from pathlib import Path
 
 from pursuit.indexes.beir import read_beir
-from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Ranking
 from pursuit.retrievers.evaluate import evaluate
-from pursuit.retrievers.registry import index_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pools import bm25_pools  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     full = read_beir(args.data, "test")
     queries = full.queries[: args.queries] if args.queries else full.queries
-    with tempfile.TemporaryDirectory() as tmp:
-        index = SearchIndex.build(full.corpus, Path(tmp) / "index", source=args.data)
-        pools = index_stages(index)["bm25"](k=args.k).batch(queries)
-        index.close()
+    pools = bm25_pools(full.corpus, queries, args.k, source=args.data, fetch_docs=False)
     qrels = {q.id: full.qrels[q.id] for q in queries if q.id in full.qrels}
     base = evaluate(pools, qrels, ["nDCG@10", f"R@{args.k}"]).aggregate
     print(f"BM25 top {args.k}: " + ", ".join(f"{m} {v:.4f}" for m, v in base.items()))

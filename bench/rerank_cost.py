@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,12 +31,13 @@ from typing import Any
 import torch
 
 from pursuit.indexes.beir import read_beir
-from pursuit.indexes.collection import SearchIndex
 from pursuit.rerankers.attention import prefill, span_attention
 from pursuit.rerankers.base import cached_lm
 from pursuit.rerankers.icr import CALIBRATION_QUERY, ICRReranker
 from pursuit.rerankers.listwise import ListwiseReranker
-from pursuit.retrievers.registry import index_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pools import bm25_pools  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,10 +100,7 @@ def main() -> None:
     if args.k > listwise.window:
         raise SystemExit(f"--k {args.k} needs several listwise windows; this script times one "
                          f"(k <= {listwise.window})")
-    with tempfile.TemporaryDirectory() as tmp:
-        index = SearchIndex.build(ds.corpus, Path(tmp) / "index", source=args.data)
-        pools = index_stages(index, fetch_docs=True)["bm25"](k=args.k).batch(queries)
-        index.close()
+    pools = bm25_pools(ds.corpus, queries, args.k, source=args.data)
     load_start = os.getloadavg()
     with torch.inference_mode():
         icr.prompt_scores(queries[0].text, [h.doc for h in pools[0]][:2])  # warm-up

@@ -45,9 +45,10 @@ from typing import Any
 import torch
 
 from pursuit.indexes.beir import read_beir
-from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc, Query
-from pursuit.retrievers.registry import index_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pools import bm25_pools  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("icr", "blockrank")
@@ -135,12 +136,8 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
 def pools(data: str, n: int, query_a: int, query_b: int) -> tuple[Query, Query, list[Doc]]:
     """Claims ``query_a`` and ``query_b`` of SciFact test and BM25's top ``n`` for the first."""
     ds = read_beir(data, "test")
-    with tempfile.TemporaryDirectory() as tmp:
-        index = SearchIndex.build(ds.corpus, Path(tmp) / "index", source=data)
-        bm25 = index_stages(index, fetch_docs=True)["bm25"](k=n)
-        ranking = bm25.search(ds.queries[query_a])
-        docs = [h.doc for h in ranking if h.doc is not None]
-        index.close()
+    ranking = bm25_pools(ds.corpus, [ds.queries[query_a]], n, source=data)[0]
+    docs = [h.doc for h in ranking if h.doc is not None]
     return ds.queries[query_a], ds.queries[query_b], docs
 
 

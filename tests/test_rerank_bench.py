@@ -196,3 +196,20 @@ def test_rerank_slices_refuse_a_gap_or_a_slice_of_other_queries(tmp_path: Path) 
     again[1]["systems"] = shifted[1]["systems"]  # names a run that is gone
     with pytest.raises(ValueError, match="its run .*icr-m.trec is missing"):
         slices.join([first, again], dataset, tmp_path / "j.json")
+
+
+def test_bm25_pools_rank_each_query_and_attach_documents_only_when_asked() -> None:
+    from pursuit.indexes.records import Doc, Query
+
+    pools = load("pools")
+    corpus = [Doc("lava", "Lava flows from a volcano."), Doc("moon", "The moon pulls the tide."),
+              Doc("snake", "A python is a snake."), Doc("tide", "Tide tables list the tide.")]
+    queries = [Query("q1", "moon tide"), Query("q2", "python snake")]
+    got = pools.bm25_pools(corpus, queries, 2, source="test")
+    assert [r.query.id for r in got] == ["q1", "q2"]
+    assert [r.doc_ids() for r in got] == [["moon", "tide"], ["snake"]]
+    assert got[0].hits[0].doc is not None
+    assert got[0].hits[0].doc.text == "The moon pulls the tide."
+    bare = pools.bm25_pools(corpus, queries, 2, source="test", fetch_docs=False)
+    assert [r.doc_ids() for r in bare] == [["moon", "tide"], ["snake"]]
+    assert all(h.doc is None for r in bare for h in r.hits)
