@@ -5,7 +5,8 @@ the two prompts, one prefill of the documents prefix up to the deepest layer rea
 pass and the "N/A" pass over that cache. Listwise (one window, as
 :class:`~pursuit.rerankers.listwise.ListwiseReranker` runs it at ``k`` up to its window): the
 whole greedy ``generate`` call, and separately one prefill of the same prompt through every
-layer, so generation's share is the difference.
+layer, so generation's share is the difference. Generated tokens are counted by tokenising
+the decoded answer again, so the end-of-turn token that stops generation is not among them.
 
 Since listwise must at least prefill its prompt and ICR must at least prefill its prefix,
 ``listwise total / ICR prefill`` is the largest listwise/ICR ratio ICR could reach on this
