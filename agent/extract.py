@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pursuit.agent.llm import LLMClient
+from pursuit.agent.llm.contract import LLMClient
 from pursuit.agent.prompts import extract_prompt, published_day
 from pursuit.agent.sentences import CITATION, cited_numbers, split_sentences, uncited
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pursuit.agent.clarify import default_clarifier
+from pursuit.agent.clarify.clarifier import default_clarifier
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
-from pursuit.agent.llm import LLMClient
+from pursuit.agent.llm.contract import LLMClient
 from pursuit.agent.nodes import Clarifier
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession

@@ -27,7 +27,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from pursuit.agent.config import AgentConfig
-from pursuit.agent.llm import LLMClient
+from pursuit.agent.llm.contract import LLMClient
 from pursuit.agent.nodes import Clarifier, Nodes
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.state import AgentState

@@ -22,7 +22,8 @@ from langgraph.types import Overwrite, Send, interrupt
 from pursuit.agent.citations import checked_answer, renumber
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.coverage import NOTHING_FOUND, PARTLY_FOUND, split_gaps
-from pursuit.agent.llm import LLMClient
+from pursuit.agent.llm.contract import LLMClient
+from pursuit.agent.llm.structured import StructuredOutputError, structured
 from pursuit.agent.prompts import (
     plan_prompt,
     review_prompt,
@@ -40,7 +41,6 @@ from pursuit.agent.state import (
     merge_plan,
     ready_nodes,
 )
-from pursuit.agent.structured import StructuredOutputError, structured
 
 __all__ = ["Clarifier", "Nodes"]
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pursuit.agent.llm import Message, system, user
+from pursuit.agent.llm.contract import Message, system, user
 
 __all__ = ["answer_prompt", "as_data", "is_yes_no", "extract_prompt", "plan_prompt",
            "review_prompt", "rewrite_prompt", "strip_echo", "strip_markers", "synthesis_prompt"]

@@ -29,16 +29,16 @@ from pursuit.agent.citations import attribute_uncited, keep_citations
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.coverage import abstains, states_nothing
 from pursuit.agent.extract import fill_bare_citation
-from pursuit.agent.llm import LLMClient
+from pursuit.agent.llm.contract import LLMClient
+from pursuit.agent.llm.structured import StructuredOutputError, structured
 from pursuit.agent.prompts import answer_prompt, rewrite_prompt
 from pursuit.agent.state import SearchTask, normalise_question
-from pursuit.agent.structured import StructuredOutputError, structured
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.filters import DocFilter, as_utc
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.registry import reranker_stages
-from pursuit.retrievers.pipeline import parse_pipeline
+from pursuit.retrievers.pipeline_parser import parse_pipeline
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
 

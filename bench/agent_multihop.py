@@ -11,11 +11,11 @@ match the evidence urls) is indexed once with BM25 and the packaged all-MiniLM-L
    (``AgentConfig(clarify=False)``, rerank ``--rerank``, no as-of date) and we report:
 
    * evidence recall@5/@10 of the distinct articles it gathered, ordered as
-     :func:`pursuit.agent.evalrun.gathered_docs` documents (cited articles first, then
+     :func:`pursuit.agent.evaluation.runs.gathered_docs` documents (cited articles first, then
      sub-questions in plan order with passages in rank order), against hybrid's top-k on
      the same queries: paired mean difference, wins/ties/losses, paired t-test;
    * answer accuracy per question type by normalised containment
-     (:func:`pursuit.agent.evalrun.contains_answer`: the short gold answer occurs as a
+     (:func:`pursuit.agent.evaluation.runs.contains_answer`: the short gold answer occurs as a
      whole-word run in the agent's answer; yes/no also needs the opposite word absent;
      "Insufficient information." needs an answer that opens by abstaining), and how often
      the agent abstained on a question that has an answer;
@@ -56,20 +56,24 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import ttest_rel
 
-from pursuit.agent.benchdata import MULTIHOP_TYPES, MultihopQuery, load_multihop_queries
-from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.coverage import abstains, is_gap
-from pursuit.agent.evalrun import contains_answer, run_question
+from pursuit.agent.evaluation.runs import contains_answer, run_question
+from pursuit.agent.evaluation.seeking import evidence_recall_at_k, ise, isr
 from pursuit.agent.factory import build_agent
-from pursuit.agent.llm import LLMError
-from pursuit.agent.seeking import evidence_recall_at_k, ise, isr
+from pursuit.agent.llm.contract import LLMError
+from pursuit.agent.llm.local import DEFAULT_PLANNER, load_llm
 from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.datasets.agent_questions import (
+    MULTIHOP_TYPES,
+    MultihopQuery,
+    load_multihop_queries,
+)
 from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.records import Query
-from pursuit.indexes.sources import load_corpus
+from pursuit.indexes.sources.corpus import load_corpus
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
-from pursuit.retrievers.pipeline import parse_pipeline
+from pursuit.retrievers.pipeline_parser import parse_pipeline
 from pursuit.retrievers.registry import index_stages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
@@ -296,7 +300,7 @@ def main() -> None:
         "seed": args.seed, "start": args.start, "types": types, "hybrid_all": full,
         "questions": [], "summary": {},
         "accuracy_rule": "normalised whole-word containment of the gold answer "
-                         "(pursuit.agent.evalrun.contains_answer)",
+                         "(pursuit.agent.evaluation.runs.contains_answer)",
         "gathered_order": "cited first, then sub-questions in plan order, passages by rank"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for i, q in enumerate(subset, start=1):

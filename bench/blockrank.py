@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from pursuit.indexes.beir import read_beir
 from pursuit.indexes.bm25 import BM25Index
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.docstore import DocStore
-from pursuit.rerankers.blockrank import BlockRankReranker
+from pursuit.rerankers.blockrank.reranker import BlockRankReranker
 from pursuit.retrievers.bm25 import BM25Retriever
-from pursuit.retrievers.evaluate import evaluate
-from pursuit.retrievers.llm import load_causal_lm
+from pursuit.retrievers.evaluation.metrics import evaluate
+from pursuit.retrievers.lm.causal import load_causal_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 

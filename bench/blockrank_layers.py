@@ -36,14 +36,14 @@ from pathlib import Path
 
 import torch
 
-from pursuit.indexes.beir import Dataset, read_beir
+from pursuit.indexes.datasets.beir import Dataset, read_beir
 from pursuit.indexes.records import Query, Ranking
 from pursuit.rerankers.base import cached_lm, strict_ranking
-from pursuit.rerankers.block_forward import BlockForward
-from pursuit.rerankers.blockrank import DEFAULTS, resolve_layer
-from pursuit.rerankers.blocks import BlockLayout, build_layout
-from pursuit.retrievers.compare import compare
-from pursuit.retrievers.evaluate import evaluate
+from pursuit.rerankers.blockrank.blocks import BlockLayout, build_layout
+from pursuit.rerankers.blockrank.forward import BlockForward
+from pursuit.rerankers.blockrank.reranker import DEFAULTS, resolve_layer
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.evaluation.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from pursuit.indexes.beir import read_beir
 from pursuit.indexes.bm25 import BM25Index
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.docstore import DocStore
 from pursuit.retrievers.bm25 import BM25Retriever
-from pursuit.retrievers.evaluate import evaluate
+from pursuit.retrievers.evaluation.metrics import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

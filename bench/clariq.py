@@ -39,8 +39,13 @@ from rich.table import Table
 from scipy.optimize import minimize
 from scipy.stats import ttest_rel
 
-from pursuit.agent.benchdata import NO_QUESTION, ClariqTopic, load_clariq, load_question_bank
 from pursuit.indexes.bm25 import BM25Index
+from pursuit.indexes.datasets.agent_questions import (
+    NO_QUESTION,
+    ClariqTopic,
+    load_clariq,
+    load_question_bank,
+)
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
 from pursuit.retrievers.stage import normalise
 

@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from pursuit.indexes.beir import read_beir
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.docstore import DocStore
-from pursuit.indexes.vectors import FaissIndex
+from pursuit.indexes.vectors.store import FaissIndex
 from pursuit.retrievers.dense import DenseRetriever
 from pursuit.retrievers.encoders import DTYPES, SentenceTransformerEncoder
-from pursuit.retrievers.evaluate import evaluate
+from pursuit.retrievers.evaluation.metrics import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ["nDCG@10", "R@100", "R@1000"]

@@ -38,7 +38,7 @@ transformers only, no faiss)::
     python bench/gpu_rerank.py                      # 1.5B and 7B shapes, 100 and 500 docs
     python bench/gpu_rerank.py --shapes qwen2.5-1.5b --docs 100 --budget-s 120
 
-On the CPU with tiny shapes (what ``tests/test_gpu_bench.py`` runs)::
+On the CPU with tiny shapes (what ``tests/bench/test_gpu_rerank.py`` runs)::
 
     .venv/bin/python bench/gpu_rerank.py --tiny --device cpu
 
@@ -88,9 +88,9 @@ import transformers  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 
 from pursuit.rerankers.attention import prefill, span_attention  # noqa: E402
-from pursuit.rerankers.block_forward import BlockForward, score_layout  # noqa: E402
-from pursuit.rerankers.blockrank import resolve_layer  # noqa: E402
-from pursuit.rerankers.blocks import BlockLayout  # noqa: E402
+from pursuit.rerankers.blockrank.blocks import BlockLayout  # noqa: E402
+from pursuit.rerankers.blockrank.forward import BlockForward, score_layout  # noqa: E402
+from pursuit.rerankers.blockrank.reranker import resolve_layer  # noqa: E402
 from pursuit.rerankers.icr import calibrated_scores, resolve_layers  # noqa: E402
 
 #: Decoder shapes (Hugging Face config fields). Positions reach 80k tokens in ``full``, so

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pursuit.indexes.beir import read_beir
 from pursuit.indexes.collection import SearchIndex
-from pursuit.retrievers.compare import compare
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
-from pursuit.retrievers.evaluate import evaluate
-from pursuit.retrievers.pipeline import parse_pipeline
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.evaluation.metrics import evaluate
+from pursuit.retrievers.pipeline_parser import parse_pipeline
 from pursuit.retrievers.registry import index_stages
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,12 +30,12 @@ from typing import Any
 
 import torch
 
-from pursuit.indexes.beir import Dataset, read_beir
+from pursuit.indexes.datasets.beir import Dataset, read_beir
 from pursuit.indexes.records import Query, Ranking
 from pursuit.rerankers.attention import decoder_layers, prefill, span_attention
 from pursuit.rerankers.base import cached_lm, strict_ranking
 from pursuit.rerankers.icr import CALIBRATION_QUERY, ICRReranker, calibrated_scores
-from pursuit.retrievers.compare import compare
+from pursuit.retrievers.evaluation.compare import compare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402

@@ -1,11 +1,11 @@
 """InteractComp dev (70 tasks): does asking the user help a model find the entity meant?
 
-Four modes, each task played by :func:`pursuit.agent.evalrun.interact` (one strict JSON
-action a turn, validated with :func:`pursuit.agent.structured.structured`):
+Four modes, each task played by :func:`pursuit.agent.evaluation.runs.interact` (one strict JSON
+action a turn, validated with :func:`pursuit.agent.llm.structured.structured`):
 
 * ``answer-only``: the model may only answer;
 * ``ask``: it may ask up to ``--max-questions`` yes/no questions to a
-  :class:`~pursuit.agent.simulator.SimulatedUser` that sees the task's hidden context,
+  :class:`~pursuit.agent.evaluation.simulator.SimulatedUser` that sees the task's hidden context,
   then answers;
 * ``search-only``: it may search up to ``--max-searches`` times over a pursuit index
   (``--index DIR``) but not ask, then answers;
@@ -14,8 +14,8 @@ action a turn, validated with :func:`pursuit.agent.structured.structured`):
   that reason.
 
 Answers are graded three ways: normalised exact match; whether the gold's words occur as
-a run in the answer (:func:`pursuit.agent.simulator.names_answer`, lenient: an upper bound
-on exact match); and a separate judge call (:func:`pursuit.agent.simulator.grade_answer`;
+a run in the answer (:func:`pursuit.agent.evaluation.simulator.names_answer`, lenient: an upper bound
+on exact match); and a separate judge call (:func:`pursuit.agent.evaluation.simulator.grade_answer`;
 ``--judge``, default the same model; ``--judge none`` skips the judge and its control, so
 ``accuracy`` is empty and each task costs only the model under test's calls).
 Reported per mode: accuracy (judge), exact-match and names-the-gold accuracy, ask rate
@@ -59,12 +59,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pursuit.agent.benchdata import InteractTask, load_interactcomp
-from pursuit.agent.clients import DEFAULT_PLANNER, load_llm
-from pursuit.agent.evalrun import Searcher, grade, index_searcher, interact
-from pursuit.agent.llm import LLMClient, LLMError
-from pursuit.agent.simulator import SimulatedUser, exact_match, grade_answer
+from pursuit.agent.evaluation.runs import Searcher, grade, index_searcher, interact
+from pursuit.agent.evaluation.simulator import SimulatedUser, exact_match, grade_answer
+from pursuit.agent.llm.contract import LLMClient, LLMError
+from pursuit.agent.llm.local import DEFAULT_PLANNER, load_llm
 from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.datasets.agent_questions import InteractTask, load_interactcomp
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "interactcomp"

@@ -7,7 +7,7 @@ Three dense systems over the same documents and queries, each through a real ind
 * ``llm-base``: the base causal LM, untrained, with the trained model's prompts and ``[E]``;
 * ``llm-ql``: the LLM-QL-trained checkpoint (``pursuit train llm-ql``).
 
-nDCG@10 and R@100 with paired t-tests (``pursuit.retrievers.compare``, Holm-corrected)
+nDCG@10 and R@100 with paired t-tests (``pursuit.retrievers.evaluation.compare``, Holm-corrected)
 against ``minilm`` and against ``llm-base``. The training command, its wall time, steps and
 final losses are copied from the checkpoint's ``pursuit-llmql.json``; when ``--trained``
 does not exist yet it is trained here first (``--train-max-steps`` caps each stage) and
@@ -51,14 +51,14 @@ from typing import Any
 
 from rich.console import Console
 
-from pursuit.indexes.beir import Dataset, read_beir
 from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.datasets.beir import Dataset, read_beir
 from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.records import Ranking
-from pursuit.retrievers.compare import compare
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
-from pursuit.retrievers.llm_encoder import METADATA_FILE, LLMEncoder
-from pursuit.retrievers.llmql import LLMQLConfig, train_llmql
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.llmql.encoder import METADATA_FILE, LLMEncoder
+from pursuit.retrievers.llmql.training import LLMQLConfig, train_llmql
 from pursuit.retrievers.registry import index_stages
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -41,13 +41,13 @@ from rich.table import Table
 
 from pursuit.agent.config import AgentConfig
 from pursuit.agent.graph import build_graph, sqlite_checkpointer
-from pursuit.agent.llm import ScriptedLLM
+from pursuit.agent.llm.contract import ScriptedLLM
 from pursuit.agent.searcher import SearchTools
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
-from pursuit.ui.chatagent import ChatAgent
-from pursuit.ui.server import create_app
 from pursuit.ui.settings import Settings
+from pursuit.ui.web.chatagent import ChatAgent
+from pursuit.ui.web.server import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 # The scripted model is the tests' own (tests/scripted_agent.py), not part of the package.

@@ -38,19 +38,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pursuit.agent.benchdata import load_multihop_queries
-from pursuit.indexes.beir import Dataset
 from pursuit.indexes.collection import SearchIndex
-from pursuit.indexes.events import build_event_store
-from pursuit.indexes.jsonrecords import MULTIHOP_RAG_FIELDS, read_records
+from pursuit.indexes.datasets.agent_questions import load_multihop_queries
+from pursuit.indexes.datasets.beir import Dataset
+from pursuit.indexes.events.build import build_event_store
 from pursuit.indexes.manifest import corpus_hash
 from pursuit.indexes.records import Query
-from pursuit.retrievers.compare import compare
+from pursuit.indexes.sources.jsonrecords import MULTIHOP_RAG_FIELDS, read_records
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
-from pursuit.retrievers.event_aware import EventAwareRetriever
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.events.retriever import EventAwareRetriever
+from pursuit.retrievers.events.timesense import detect, mentioned_dates
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
-from pursuit.retrievers.timesense import detect, mentioned_dates
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "multihop-rag"

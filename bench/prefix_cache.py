@@ -4,7 +4,7 @@ Every turn resends the whole conversation: a system message holding one MultiHop
 article (``--chars`` characters of its body) and the turns so far, then a new user
 question about the article. The same conversation runs twice in this process, first
 with ``prefix_cache=False`` (every prompt prefilled whole) and then with a fresh
-:class:`~pursuit.agent.prefix_cache.PrefixKVCache`; greedy decoding, so the two runs
+:class:`~pursuit.agent.llm.prefix_cache.PrefixKVCache`; greedy decoding, so the two runs
 should write the same replies. Reported per turn: prompt tokens, seconds without and
 with the cache, and whether the replies are identical; overall: the speed-up (ratio of
 total seconds, both measured in the same run) and the share of prompt tokens reused.
@@ -25,10 +25,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from pursuit.agent.clients import InProcessLLM
-from pursuit.agent.llm import Message, system, user
-from pursuit.agent.prefix_cache import PrefixKVCache
-from pursuit.retrievers.llm import shared_causal_lm
+from pursuit.agent.llm.contract import Message, system, user
+from pursuit.agent.llm.local import InProcessLLM
+from pursuit.agent.llm.prefix_cache import PrefixKVCache
+from pursuit.retrievers.lm.causal import shared_causal_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "multihop-rag" / "corpus.json"

@@ -15,9 +15,9 @@ import random
 import sys
 from pathlib import Path
 
-from pursuit.indexes.beir import read_beir
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.records import Ranking
-from pursuit.retrievers.evaluate import evaluate
+from pursuit.retrievers.evaluation.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402

@@ -2,7 +2,7 @@
 
 Data: the 16 weekly releases 2022-06-17 .. 2022-09-30 in ``../shared/data/realtimeqa/past/2022``
 (459 questions). Corpus: the stored search results of every question, pooled
-(:func:`pursuit.indexes.realtimeqa.pooled_docs`: one document per normalised url, the
+(:func:`pursuit.indexes.datasets.realtimeqa.pooled_docs`: one document per normalised url, the
 latest date when records disagree; 16 of 2,836 have no date and are kept, but they never
 pass an "as of" filter, so no system can return them). ``--gold-docs`` adds the gold
 articles that have text (otherwise a gold article that no search returned is not in the
@@ -22,7 +22,7 @@ events), ``events-fusion`` (event fusion, no recency), ``events`` (both), all tr
 every question as time-sensitive (they are weekly news quizzes), and ``events-detected``
 (both, only for questions the rule-based detector flags; its rate is reported).
 
-``--train-fusion`` trains :class:`~pursuit.retrievers.fusion.EventFusion` on the judged
+``--train-fusion`` trains :class:`~pursuit.retrievers.events.query_fusion.EventFusion` on the judged
 questions of the first half of the weeks (seeded) and adds ``events-trained``; then every
 system is evaluated on the second half only.
 
@@ -48,19 +48,24 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from pursuit.indexes.beir import Dataset
 from pursuit.indexes.collection import SearchIndex
-from pursuit.indexes.events import build_event_store, open_event_store
+from pursuit.indexes.datasets.beir import Dataset
+from pursuit.indexes.datasets.realtimeqa import (
+    RealtimeQuestion,
+    load_realtimeqa,
+    normalise_url,
+    pooled_docs,
+)
+from pursuit.indexes.events.build import build_event_store, open_event_store
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.manifest import corpus_hash
-from pursuit.indexes.realtimeqa import RealtimeQuestion, load_realtimeqa, normalise_url, pooled_docs
 from pursuit.indexes.records import Doc, Query, Ranking
-from pursuit.retrievers.compare import compare
 from pursuit.retrievers.encoders import SentenceTransformerEncoder
-from pursuit.retrievers.event_aware import EventAwareRetriever
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.events.retriever import EventAwareRetriever
+from pursuit.retrievers.events.timesense import detect
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
-from pursuit.retrievers.timesense import detect
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "realtimeqa" / "past" / "2022"
@@ -93,7 +98,7 @@ def leaks(rankings: list[Ranking], dates: dict[str, datetime | None]) -> int:
 def train_module(stage: EventAwareRetriever, index: SearchIndex, encoder: Any,
                  queries: list[Query], qrels: dict[str, dict[str, int]], epochs: int) -> Any:
     """Train an :class:`EventFusion` on ``queries`` (gold vectors, dense hard negatives)."""
-    from pursuit.retrievers.fusion import EventFusion, fusion_batch, train_fusion
+    from pursuit.retrievers.events.query_fusion import EventFusion, fusion_batch, train_fusion
 
     assert index.vectors is not None
     store, raw = stage.events, encoder.encode_query([q.text for q in queries])

@@ -4,7 +4,7 @@ For each model in ``--models`` and each reranker in ``--systems`` (ICR, BlockRan
 listwise), reorders BM25's top ``--k`` for ``--queries`` test claims from the ``--start``-th
 (0-based; default the first) and reports
 nDCG@10 and RR@10 with a paired two-sided t-test against BM25 alone (Holm-corrected over
-the rerankers, :func:`pursuit.retrievers.compare.compare`). R@10 is not reported: reranking
+the rerankers, :func:`pursuit.retrievers.evaluation.compare.compare`). R@10 is not reported: reranking
 the top 10 cannot change it.
 
 Latency per query is the wall time of a system's ``batch`` calls divided by the number of
@@ -48,16 +48,16 @@ from typing import Any
 
 import torch
 
-from pursuit.indexes.beir import Dataset, read_beir
 from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.datasets.beir import Dataset, read_beir
+from pursuit.indexes.datasets.trec import write_run
 from pursuit.indexes.records import Doc, Query, Ranking
-from pursuit.indexes.trec import write_run
 from pursuit.rerankers.base import cached_lm
 from pursuit.rerankers.listwise import WindowStats
 from pursuit.rerankers.registry import reranker_stages
-from pursuit.retrievers.compare import compare
-from pursuit.retrievers.evaluate import evaluate
-from pursuit.retrievers.llm import DEFAULT_LLM, canonical_llm_id
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.evaluation.metrics import evaluate
+from pursuit.retrievers.lm.causal import DEFAULT_LLM, canonical_llm_id
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
 

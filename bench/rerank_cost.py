@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from pursuit.indexes.beir import read_beir
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.rerankers.attention import prefill, span_attention
 from pursuit.rerankers.base import cached_lm
 from pursuit.rerankers.icr import CALIBRATION_QUERY, ICRReranker

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from pursuit.indexes.beir import read_beir
+from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.records import Doc, Query
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
@@ -95,7 +95,7 @@ def peak_rise(fn: Any) -> tuple[float, int, str]:
 def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one (method, n) case in this process; ``spec`` comes from the parent."""
     from pursuit.rerankers.base import cached_lm
-    from pursuit.rerankers.blockrank import BlockRankReranker
+    from pursuit.rerankers.blockrank.reranker import BlockRankReranker
     from pursuit.rerankers.icr import ICRReranker
 
     if spec["threads"]:

@@ -26,11 +26,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pursuit.indexes.beir import Dataset, read_beir
+from pursuit.indexes.datasets.beir import Dataset, read_beir
+from pursuit.indexes.datasets.trec import read_run_rankings, write_run
 from pursuit.indexes.records import Query, Ranking
-from pursuit.indexes.trec import read_run_rankings, write_run
-from pursuit.retrievers.compare import compare
-from pursuit.retrievers.evaluate import evaluate
+from pursuit.retrievers.evaluation.compare import compare
+from pursuit.retrievers.evaluation.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from rerank import MEASURES, runs_dir, save, speed_check  # noqa: E402

@@ -24,7 +24,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from pursuit.retrievers.compare import holm
+from pursuit.retrievers.evaluation.compare import holm
 
 MEASURES = ("nDCG@10", "RR@10")
 

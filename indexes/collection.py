@@ -28,7 +28,7 @@ from pursuit.indexes.errors import IndexError_
 from pursuit.indexes.manifest import MANIFEST_NAME, Manifest, corpus_hash, rebuild_hint
 from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.records import Doc
-from pursuit.indexes.vectors import FaissIndex
+from pursuit.indexes.vectors.store import FaissIndex
 
 STORE_FILE, BM25_DIR, DENSE_DIR = "docs.sqlite", "bm25", "dense"
 

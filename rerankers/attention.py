@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from pursuit.retrievers.llm import cache_kwargs
+from pursuit.retrievers.lm.causal import cache_kwargs
 
 __all__ = ["SpanAttention", "decoder_layers", "prefill", "reset_cache", "span_attention"]
 

@@ -28,7 +28,7 @@ from pursuit.indexes.records import Doc, Query, Ranking, strictly_decreasing
 from pursuit.retrievers.stage import Stage
 
 if TYPE_CHECKING:
-    from pursuit.retrievers.llm import CausalLM
+    from pursuit.retrievers.lm.causal import CausalLM
 
 
 class NeedsFirstStageError(PursuitError):
@@ -151,7 +151,7 @@ def cached_lm(model: str | None = None, *, dtype: str = "bfloat16",
         dtype: ``"bfloat16"`` (default), ``"float32"`` or ``"float16"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
-    from pursuit.retrievers.llm import shared_causal_lm
+    from pursuit.retrievers.lm.causal import shared_causal_lm
 
     # One copy per model in the process: the agent's chat model and the rerankers share it.
     return shared_causal_lm(model, dtype=dtype, device=device)

@@ -34,7 +34,7 @@ from pursuit.rerankers.prompting import (
     truncate_tokens,
     truncate_words,
 )
-from pursuit.retrievers.llm import DEFAULT_LLM, CausalLM
+from pursuit.retrievers.lm.causal import DEFAULT_LLM, CausalLM
 
 __all__ = ["ICRReranker", "calibrated_scores", "make_icr", "resolve_layers"]
 

@@ -29,7 +29,7 @@ from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.records import Doc, Query
 from pursuit.rerankers.base import Reranker, cached_lm, split_options
 from pursuit.rerankers.prompting import truncate_tokens
-from pursuit.retrievers.llm import CausalLM
+from pursuit.retrievers.lm.causal import CausalLM
 
 #: ``generate(query, passages) -> text``: the model's answer for one window.
 Generate = Callable[[str, Sequence[str]], str]

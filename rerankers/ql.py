@@ -43,7 +43,7 @@ from pursuit.rerankers.base import (
     strict_ranking,
 )
 from pursuit.rerankers.prompting import truncate_tokens
-from pursuit.retrievers.llm import CausalLM, cache_kwargs, output_cache
+from pursuit.retrievers.lm.causal import CausalLM, cache_kwargs, output_cache
 
 INSTRUCTION = "Write a question this passage answers."
 ANSWER_LABEL = "Question:"
@@ -55,7 +55,7 @@ class QLReranker(Reranker):
     """Rerank by the mean log-likelihood of the query given each document.
 
     Args:
-        lm: The causal LM (see :func:`pursuit.retrievers.llm.load_causal_lm`).
+        lm: The causal LM (see :func:`pursuit.retrievers.lm.causal.load_causal_lm`).
         store: Where document text comes from when candidates carry none.
         max_doc_tokens: Documents are cut to this many tokens.
         batch_size: (document, query) rows per forward pass.

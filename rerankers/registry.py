@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 from pursuit.indexes.docstore import DocStore
-from pursuit.rerankers.blockrank import make_blockrank
+from pursuit.rerankers.blockrank.reranker import make_blockrank
 from pursuit.rerankers.icr import make_icr
 from pursuit.rerankers.listwise import make_listwise
 from pursuit.rerankers.ql import make_ql

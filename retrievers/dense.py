@@ -21,7 +21,7 @@ from pursuit.indexes.errors import IndexError_
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.records import Query
-from pursuit.indexes.vectors import VectorStore
+from pursuit.indexes.vectors.store import VectorStore
 from pursuit.retrievers.rows import RowRetriever
 
 

@@ -19,7 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from pursuit.retrievers.models import ModelNotFoundError, canonical_encoder_id, resolve_encoder_path
+from pursuit.retrievers.lm.weights import (
+    ModelNotFoundError,
+    canonical_encoder_id,
+    resolve_encoder_path,
+)
 
 _TOKEN = re.compile(r"\w+")
 #: The ``dtype`` values :class:`SentenceTransformerEncoder` accepts.

@@ -1,7 +1,7 @@
 """The stages a pipeline's textual form can name, bound to one opened index.
 
 ``pursuit search`` and ``pursuit eval`` turn ``--pipeline "bm25%100 | dense%100"`` into
-stages with :func:`pursuit.retrievers.pipeline.parse_pipeline` and the registry built here.
+stages with :func:`pursuit.retrievers.pipeline_parser.parse_pipeline` and the registry built here.
 Layers above add their own names (the rerankers) to the mapping this returns.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.errors import IndexError_
-from pursuit.indexes.event_store import EventStore
-from pursuit.indexes.events import EVENTS_DIR, open_event_store
+from pursuit.indexes.events.build import EVENTS_DIR, open_event_store
+from pursuit.indexes.events.store import EventStore
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.retrievers.bm25 import BM25Retriever
@@ -31,7 +31,7 @@ def encoder_for(index: SearchIndex) -> Encoder:
     if config.get("kind") == "keyword":
         return KeywordEncoder(config["vocabulary"])
     if config.get("kind") == "causal-lm":
-        from pursuit.retrievers.llm_encoder import LLMEncoder  # torch only when needed
+        from pursuit.retrievers.llmql.encoder import LLMEncoder  # torch only when needed
 
         return LLMEncoder.from_config(config)
     return SentenceTransformerEncoder(config["model_id"])
@@ -76,7 +76,7 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
         opened: list[EventStore] = []
 
         def events(**kwargs: Any) -> Stage:
-            from pursuit.retrievers.event_aware import EventAwareRetriever
+            from pursuit.retrievers.events.retriever import EventAwareRetriever
 
             if not opened:
                 opened.append(open_event_store(index))

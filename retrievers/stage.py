@@ -16,7 +16,7 @@ form    meaning                                     example
 Precedence is Python's: ``*`` and ``%`` bind tightest, then ``+``, then ``>>``, then
 ``|``. So ``bm25 % 100 >> icr % 10`` reads ``(bm25 % 100) >> (icr % 10)`` and
 ``bm25 % 100 >> icr | dense`` reads ``((bm25 % 100) >> icr) | dense``. Each stage's
-``name`` is its textual form, which :func:`pursuit.retrievers.pipeline.parse_pipeline`
+``name`` is its textual form, which :func:`pursuit.retrievers.pipeline_parser.parse_pipeline`
 reads back.
 
 Example:

@@ -1,14 +1,23 @@
-"""Shared fixtures: paths to the real benchmark data and offline settings."""
+"""Shared fixtures: paths to the real benchmark data and offline settings.
+
+Tests mirror the package (``tests/retrievers/lm/test_causal.py`` tests
+``retrievers/lm/causal.py``); the helpers they share (``tiny_lm``, ``tiny_bm25``,
+``scripted_agent``, ``chat_server``) sit here, at the top of ``tests/``.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Test modules are imported by path (--import-mode=importlib); the shared helpers by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

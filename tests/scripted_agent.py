@@ -12,7 +12,7 @@ Imported as a plain module, like ``chat_server`` and ``tiny_lm``: pytest puts ``
 ``sys.path``; ``bench/load_chat.py`` adds it itself.
 
 Example:
-    >>> from pursuit.agent.llm import ScriptedLLM
+    >>> from pursuit.agent.llm.contract import ScriptedLLM
     >>> plan = {"nodes": [{"id": "n1", "question": "Who wrote Dune?", "depends_on": []}]}
     >>> llm = ScriptedLLM(default=ScriptedAgent(plan=plan, answers="Herbert {Dune}.",
     ...                                         final="Frank Herbert [1]."))
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pursuit.agent.llm import Message
+from pursuit.agent.llm.contract import Message
 from pursuit.agent.prompts import ANSWERER, PLANNER, REVIEWER, REWRITER, SYNTHESISER
 from pursuit.indexes.records import Doc
 
@@ -78,7 +78,7 @@ def _pick(choice: str | Mapping[str, str], question: str) -> str:
 
 
 class ScriptedAgent:
-    """A reply function for :class:`~pursuit.agent.llm.ScriptedLLM` (or ``chat_server``)
+    """A reply function for :class:`~pursuit.agent.llm.contract.ScriptedLLM` (or ``chat_server``)
     that answers each request by its system prompt, like a model that follows them.
 
     Args:
