@@ -25,11 +25,12 @@ _MARK = {"searching": "…", "done": "✓"}
 
 
 def agent_llm(settings: Settings) -> LLMClient:
-    """The agent's model from settings: the HTTP server when ``llm_url`` is set."""
+    """The agent's model from settings: the HTTP server when ``llm_url`` is set, else
+    ``settings.llm`` in this process, in ``settings.dtype``."""
     if settings.llm_url:
         return load_llm(settings.llm_served, base_url=settings.llm_url,
                         api_key=settings.llm_api_key or None)
-    return load_llm(settings.llm)
+    return load_llm(settings.llm, dtype=settings.dtype)
 
 
 def answer_json(question: str, thread_id: str, final: dict[str, Any]) -> dict[str, Any]:
