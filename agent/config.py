@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pursuit.indexes.errors import PursuitError
+from pursuit.retrievers.lm.dtypes import DtypeError, dtype_name
 
 __all__ = ["AgentConfig"]
 
@@ -45,6 +46,11 @@ class AgentConfig:
         passage_chars: Characters of each passage shown to the model.
         answer_tokens: Completion tokens for a sub-answer or the final answer.
         as_of: ISO date or datetime; no document published at or after it is used.
+        dtype: What the rerankers, the query encoder and the C-IP scorer compute in
+            (``"auto"``: bfloat16 on CUDA GPUs and CPUs with native bf16, float32
+            elsewhere), unless the ``rerank`` text names its own (``icr(dtype='float32')``).
+            The chat model is loaded by the caller (:func:`~pursuit.agent.llm.local.load_llm`
+            takes a dtype).
     """
 
     max_rounds: int = 2
@@ -62,8 +68,13 @@ class AgentConfig:
     passage_chars: int = 700
     answer_tokens: int = 256
     as_of: str | None = None
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "dtype", dtype_name(self.dtype))
+        except DtypeError as exc:
+            raise PursuitError(f"agent setting dtype: {exc}") from None
         for name in ("max_rounds", "max_nodes", "plan_nodes", "max_parallel", "max_tokens",
                      "queries_per_node", "pool_k", "read_k", "passage_chars", "answer_tokens"):
             if getattr(self, name) < 1:

@@ -40,7 +40,7 @@ def build_agent(index: SearchIndex, *, llm: LLMClient, config: AgentConfig | Non
     tools = SearchTools.over(index, config)
     chosen: Any = clarifier
     if clarifier == "cip":
-        chosen = default_clarifier(index, llm) if config.clarify else None
+        chosen = default_clarifier(index, llm, dtype=config.dtype) if config.clarify else None
     checkpointer = sqlite_checkpointer(threads) if threads is not None else None
     graph = build_graph(config, llm=llm, tools=tools, clarifier=chosen,
                         checkpointer=checkpointer)

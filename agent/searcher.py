@@ -81,7 +81,8 @@ class SearchTools:
         stage when the index has an event store (better evidence recall on MultiHop-RAG's
         temporal questions, BENCHMARKS.md), of BM25 and dense when it has vectors, else BM25.
         """
-        stages = index_stages(index, fetch_docs=True) | reranker_stages(index.store)
+        stages = (index_stages(index, fetch_docs=True, dtype=config.dtype)
+                  | reranker_stages(index.store, dtype=config.dtype))
         k = config.pool_k
         if config.retrieval:
             text = config.retrieval

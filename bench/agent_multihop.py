@@ -77,6 +77,7 @@ from pursuit.retrievers.pipeline_parser import parse_pipeline
 from pursuit.retrievers.registry import index_stages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
 from slices import consecutive  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,6 +298,7 @@ def main() -> None:
     session = build_agent(index, llm=llm, config=config, clarifier=None)
     result: dict[str, Any] = {
         "llm": llm.name, "config": config.to_dict(), "per_type": args.per_type,
+        "runtime": runtime(getattr(getattr(llm, "lm", None), "dtype", None)),
         "seed": args.seed, "start": args.start, "types": types, "hybrid_all": full,
         "questions": [], "summary": {},
         "accuracy_rule": "normalised whole-word containment of the gold answer "

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +33,9 @@ from pursuit.rerankers.blockrank.reranker import BlockRankReranker
 from pursuit.retrievers.bm25 import BM25Retriever
 from pursuit.retrievers.evaluation.metrics import evaluate
 from pursuit.retrievers.lm.causal import load_causal_lm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,10 +91,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     rows: list[dict] = []  # type: ignore[type-arg]
-    emit(rows, {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                "threads": torch.get_num_threads(), "load_avg": os.getloadavg()})
     ds = read_beir(args.data, "test")
     lm = load_causal_lm(args.model)
+    emit(rows, {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                "threads": torch.get_num_threads(), "load_avg": os.getloadavg(),
+                "runtime": runtime(lm.dtype)})
     queries = ds.queries[: args.queries]
     with tempfile.TemporaryDirectory() as tmp:
         store = DocStore.create(Path(tmp) / "docs.sqlite")

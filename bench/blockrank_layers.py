@@ -47,6 +47,7 @@ from pursuit.retrievers.evaluation.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("nDCG@10", "RR@10")
@@ -155,6 +156,7 @@ def main() -> None:
     report = {"model": args.model, "dataset": f"{full.name} test", "queries": len(queries),
               "select": args.select, "k": args.k, "max_doc_tokens": args.max_doc_tokens,
               "layers": n_layers, "default": default, "chosen": best, "bm25": bm25,
+              "runtime": runtime(lm.dtype),
               "ndcg@10": table, "held_out_vs_bm25": tested.to_dict(),
               "held_out_chosen_vs_default": versus_default,
               "s_per_query_every_layer_4_signals": round(per_query_s, 2),

@@ -86,6 +86,9 @@ from pursuit.indexes.datasets.agent_questions import (
 )
 from pursuit.retrievers.lm.causal import load_causal_lm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 ANSWERS = ("yes", "no", "other")
@@ -303,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the chat model that proposes InteractComp candidates")
     ap.add_argument("--max-candidates", type=int, default=4)
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--dtype", default="auto",
+                    help="auto: bfloat16 where the CPU computes it natively, else float32")
     ap.add_argument("--orders", default="given", choices=("given", "cyclic"))
     ap.add_argument("--alpha", type=float, action="append", help="repeatable; default 0.1, 0.2")
     ap.add_argument("--max-k", type=int, default=2)
@@ -378,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version": THRESHOLDS_VERSION,
         "model": lm.model_id,
         "scorer": scorer.settings(),
+        "runtime": runtime(lm.dtype),
         "default_alpha": alphas[0],
         "calibrations": calibrations,
         "calibration_data": {

@@ -27,6 +27,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +39,12 @@ from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.vectors.store import FaissIndex
 from pursuit.retrievers.dense import DenseRetriever
-from pursuit.retrievers.encoders import DTYPES, SentenceTransformerEncoder
+from pursuit.retrievers.encoders import SentenceTransformerEncoder
 from pursuit.retrievers.evaluation.metrics import evaluate
+from pursuit.retrievers.lm.dtypes import DTYPE_CHOICES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ["nDCG@10", "R@100", "R@1000"]
@@ -81,7 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "beir-scifact"))
     ap.add_argument("--encoder", default=None, help="hub id or folder (default: packaged MiniLM)")
-    ap.add_argument("--dtype", default="auto", choices=DTYPES, help="encoder dtype")
+    ap.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="encoder dtype")
     ap.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     ap.add_argument("--k", type=int, default=1000, help="retrieval depth for the metrics")
     ap.add_argument("--single", type=int, default=100, help="queries timed one at a time")
@@ -181,6 +186,7 @@ def main() -> None:
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "runtime": runtime(encoder.dtype),
     }
     print(f"Dense ({encoder.model_id}, {encoder.dtype}, batch {encoder.batch_size}) on "
           f"{result['dataset']} ({len(ds.corpus)} docs, {nq} queries, k={args.k})")

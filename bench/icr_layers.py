@@ -39,6 +39,7 @@ from pursuit.retrievers.evaluation.compare import compare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("nDCG@10", "RR@10")
@@ -126,7 +127,7 @@ def main() -> None:
                                                     for i in range(n_layers)}},
                       dataset, "all", measures=("nDCG@10",)).to_dict()
     report = {"model": args.model, "dataset": f"{full.name} test", "queries": len(queries),
-              "k": args.k, "layers": n_layers,
+              "k": args.k, "layers": n_layers, "runtime": runtime(icr.lm.dtype),
               "prefill_fraction": {n: round((max(sets[n]) + 1) / n_layers, 3) for n in named},
               "s_per_query_all_layers": round((time.perf_counter() - t0) / len(queries), 2),
               "versus_bm25": versus_bm25, "versus_all": versus_all, "single_layers": singles,

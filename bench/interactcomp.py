@@ -52,6 +52,7 @@ import argparse
 import json
 import math
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ from pursuit.agent.llm.contract import LLMClient, LLMError
 from pursuit.agent.llm.local import DEFAULT_PLANNER, load_llm
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.datasets.agent_questions import InteractTask, load_interactcomp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "interactcomp"
@@ -193,7 +197,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "llm": llm.name, "user_llm": user_llm.name, "judge": judge.name if judge else None,
         "max_questions": args.max_questions, "max_searches": args.max_searches,
-        "index": str(args.index) if args.index else None, "modes": {}, "tasks": {}}
+        "index": str(args.index) if args.index else None, "runtime": runtime(),
+        "modes": {}, "tasks": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     controls: dict[str, bool | None] = {}  # judge verdict on a known-wrong answer, per task
     for mode in modes:

@@ -61,6 +61,9 @@ from pursuit.retrievers.llmql.encoder import METADATA_FILE, LLMEncoder
 from pursuit.retrievers.llmql.training import LLMQLConfig, train_llmql
 from pursuit.retrievers.registry import index_stages
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("nDCG@10", "R@100")
 
@@ -169,7 +172,8 @@ def main() -> None:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(), "threads": args.threads, "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}"}
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "runtime": runtime()}
     out = ROOT / "bench" / "results" / f"llmql_scifact{'-smoke' if smoke else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {out}")

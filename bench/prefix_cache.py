@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from pursuit.agent.llm.contract import Message, system, user
 from pursuit.agent.llm.local import InProcessLLM
 from pursuit.agent.llm.prefix_cache import PrefixKVCache
 from pursuit.retrievers.lm.causal import shared_causal_lm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "multihop-rag" / "corpus.json"
@@ -82,7 +86,8 @@ def main() -> None:
     total_plain = sum(r["plain_s"] for r in rows)
     total_cached = sum(r["cached_s"] for r in rows)
     result = {"model": lm.model_id, "article": article["url"], "chars": args.chars,
-              "max_tokens": args.max_tokens, "threads": args.threads, "turns": rows,
+              "max_tokens": args.max_tokens, "threads": args.threads,
+              "runtime": runtime(lm.dtype), "turns": rows,
               "plain_s": round(total_plain, 3), "cached_s": round(total_cached, 3),
               "speedup": round(total_plain / total_cached, 3),
               "reused_share": round(cache.stats.reused_tokens / cache.stats.prompt_tokens, 4),

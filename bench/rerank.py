@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,8 +59,12 @@ from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.evaluation.compare import compare
 from pursuit.retrievers.evaluation.metrics import evaluate
 from pursuit.retrievers.lm.causal import DEFAULT_LLM, canonical_llm_id
+from pursuit.retrievers.lm.dtypes import dtype_name
 from pursuit.retrievers.registry import index_stages
 from pursuit.retrievers.stage import Stage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("icr", "blockrank", "ql", "listwise")
@@ -166,6 +171,7 @@ def main() -> None:
         "k": args.k,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads()},
+        "runtime": runtime(),
         "load_avg_start": os.getloadavg(), "models": {}, "systems": [], "skipped": [],
         "speed_check": [], "complete": False}
 
@@ -199,8 +205,9 @@ def main() -> None:
                     continue
                 if model not in report["models"]:
                     t0 = time.perf_counter()
-                    cached_lm(model)  # every reranker of this model shares the loaded copy
-                    report["models"][model] = {"load_s": round(time.perf_counter() - t0, 1)}
+                    lm = cached_lm(model)  # every reranker of this model shares the loaded copy
+                    report["models"][model] = {"load_s": round(time.perf_counter() - t0, 1),
+                                               "dtype": dtype_name(lm.dtype)}
                 # The default model is left out of the options so the name reads plainly.
                 named = {} if canonical_llm_id(model) == DEFAULT_LLM else {"model": model}
                 stage = stages[system](**named)

@@ -39,6 +39,7 @@ from pursuit.rerankers.listwise import ListwiseReranker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +120,7 @@ def main() -> None:
     report = {
         "model": args.model, "dataset": "beir-scifact test", "queries": len(queries),
         "k": args.k, "threads": torch.get_num_threads(), "icr_layers": list(icr.layers),
+        "runtime": runtime(lm.dtype),
         "load_avg": [load_start[0], os.getloadavg()[0]],
         "icr": icr_mean, "listwise": lw_mean,
         "listwise_over_icr": round(lw_mean["total_s"] / icr_mean["total_s"], 2),

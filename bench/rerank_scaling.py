@@ -46,9 +46,11 @@ import torch
 
 from pursuit.indexes.datasets.beir import read_beir
 from pursuit.indexes.records import Doc, Query
+from pursuit.retrievers.lm.dtypes import dtype_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from pools import bm25_pools  # noqa: E402
+from runtime import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("icr", "blockrank")
@@ -126,7 +128,8 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
            "second_query_s": round(second_s, 3),
            "second_query_speedup": round(cold_s / second_s, 1),
            "peak_rss_mb": round(peak / 2**20, 1), "rss_before_mb": round(rss_before / 2**20, 1),
-           "peak_method": how, "threads": torch.get_num_threads()}
+           "peak_method": how, "threads": torch.get_num_threads(),
+           "dtype": dtype_name(lm.dtype)}
     if spec["method"] == "blockrank":
         row["cache_hits_second_query"] = reranker.stats.cache_hits
         row["cache_mb"] = round(reranker.cache.bytes / 2**20, 1)
@@ -172,7 +175,7 @@ def main() -> None:
         "dataset": "beir-scifact test", "model": args.model, "max_doc_tokens": args.max_doc_tokens,
         "query": query_a.text, "second_query": query_b.text,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-        "load_avg_start": os.getloadavg(), "cases": [], "skipped": []}
+        "runtime": runtime(), "load_avg_start": os.getloadavg(), "cases": [], "skipped": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -142,13 +142,14 @@ def strict_ranking(query: Query, ids: Sequence[str], scores: Sequence[float] | n
 # Loaded models, shared by every reranker in the process: loading costs seconds.
 
 
-def cached_lm(model: str | None = None, *, dtype: str = "bfloat16",
+def cached_lm(model: str | None = None, *, dtype: str = "auto",
               device: str = "auto") -> CausalLM:
     """Load a causal LM once per ``(model, dtype, device)`` and reuse it afterwards.
 
     Args:
         model: A packaged name, hub id or path (``None``: the default reranker model).
-        dtype: ``"bfloat16"`` (default), ``"float32"`` or ``"float16"``.
+        dtype: ``"auto"`` (default: bfloat16 where the hardware computes it natively, else
+            float32), ``"bfloat16"``, ``"float32"`` or ``"float16"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
     from pursuit.retrievers.lm.causal import shared_causal_lm

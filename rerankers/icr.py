@@ -41,7 +41,7 @@ __all__ = ["ICRReranker", "calibrated_scores", "make_icr", "resolve_layers"]
 #: The query of the calibration pass.
 CALIBRATION_QUERY = "N/A"
 #: Options of the textual form and their defaults; only changed ones appear in the name.
-DEFAULTS: dict[str, Any] = {"model": DEFAULT_LLM, "dtype": "bfloat16", "device": "auto",
+DEFAULTS: dict[str, Any] = {"model": DEFAULT_LLM, "dtype": "auto", "device": "auto",
                             "layers": "middle", "max_words": 300, "max_tokens": None,
                             "instruction": "retrieval"}
 

@@ -36,7 +36,7 @@ Generate = Callable[[str, Sequence[str]], str]
 
 SYSTEM = ("You are a search assistant that ranks passages by how relevant they are to a "
           "search query.")
-DEFAULTS: dict[str, Any] = {"model": None, "dtype": "bfloat16", "device": "auto", "window": 20,
+DEFAULTS: dict[str, Any] = {"model": None, "dtype": "auto", "device": "auto", "window": 20,
                             "step": 10, "max_doc_tokens": 300, "max_new_tokens": None}
 
 

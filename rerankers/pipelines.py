@@ -17,15 +17,20 @@ from pursuit.retrievers.stage import Stage
 
 def pipelines(index: SearchIndex, texts: Mapping[str, str], *,
                    filter: DocFilter | None = None, fetch_docs: bool = False,
-                   encoder: Encoder | None = None) -> dict[str, Stage]:
-    """Parse named pipelines whose names resolve over ``index``, sharing one loaded encoder."""
-    registry = index_stages(index, filter=filter, fetch_docs=fetch_docs, encoder=encoder)
-    registry |= reranker_stages(index.store)
+                   encoder: Encoder | None = None, dtype: str = "auto") -> dict[str, Stage]:
+    """Parse named pipelines whose names resolve over ``index``, sharing one loaded encoder.
+
+    ``dtype`` is what loaded models compute in (the settings' ``dtype``), unless a
+    reranker names its own.
+    """
+    registry = index_stages(index, filter=filter, fetch_docs=fetch_docs, encoder=encoder,
+                            dtype=dtype)
+    registry |= reranker_stages(index.store, dtype=dtype)
     return {name: parse_pipeline(text, registry) for name, text in texts.items()}
 
 
 def pipeline(index: SearchIndex, text: str, *, filter: DocFilter | None = None,
-                  fetch_docs: bool = False) -> Stage:
+                  fetch_docs: bool = False, dtype: str = "auto") -> Stage:
     """Parse ``text`` into a stage whose names resolve over ``index``.
 
     Example::
@@ -33,12 +38,13 @@ def pipeline(index: SearchIndex, text: str, *, filter: DocFilter | None = None,
         >>> with pursuit.SearchIndex.open("demo-index") as index:  # doctest: +SKIP
         ...     hits = pursuit.pipeline(index, "bm25%100 >> icr%10").search("read a file")
     """
-    return pipelines(index, {"_": text}, filter=filter, fetch_docs=fetch_docs)["_"]
+    return pipelines(index, {"_": text}, filter=filter, fetch_docs=fetch_docs,
+                          dtype=dtype)["_"]
 
 
 @contextmanager
 def open_pipeline(index_dir: Path, text: str, *, filter: DocFilter | None = None,
-                  fetch_docs: bool = False) -> Iterator[Stage]:
+                  fetch_docs: bool = False, dtype: str = "auto") -> Iterator[Stage]:
     """Open ``index_dir``, yield the parsed pipeline, close the index afterwards."""
     with SearchIndex.open(index_dir) as index:
-        yield pipeline(index, text, filter=filter, fetch_docs=fetch_docs)
+        yield pipeline(index, text, filter=filter, fetch_docs=fetch_docs, dtype=dtype)

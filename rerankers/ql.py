@@ -47,7 +47,7 @@ from pursuit.retrievers.lm.causal import CausalLM, cache_kwargs, output_cache
 
 INSTRUCTION = "Write a question this passage answers."
 ANSWER_LABEL = "Question:"
-DEFAULTS: dict[str, Any] = {"model": None, "dtype": "bfloat16", "device": "auto",
+DEFAULTS: dict[str, Any] = {"model": None, "dtype": "auto", "device": "auto",
                             "max_doc_tokens": 400, "batch_size": 8, "share_prefixes": True}
 
 

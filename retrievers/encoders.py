@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pursuit.retrievers.lm.dtypes import dtype_name, resolve_dtype
 from pursuit.retrievers.lm.weights import (
     ModelNotFoundError,
     canonical_encoder_id,
@@ -26,41 +27,6 @@ from pursuit.retrievers.lm.weights import (
 )
 
 _TOKEN = re.compile(r"\w+")
-#: The ``dtype`` values :class:`SentenceTransformerEncoder` accepts.
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def check_dtype(dtype: str) -> str:
-    """Return ``dtype`` if it is one of :data:`DTYPES`, else raise a ``ValueError`` naming them."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in DTYPES)}, got "
-                         f"{dtype!r}; 'auto' picks bfloat16 where the hardware computes it "
-                         f"natively and float32 elsewhere")
-    return dtype
-
-
-def resolve_dtype(dtype: str, device_type: str) -> str:
-    """The dtype ``"auto"`` stands for on a torch device type (``"cpu"``, ``"cuda"``, ...).
-
-    On SciFact with MiniLM (bench/dense.py, 2-core AVX512-BF16 CPU) bfloat16 scored nDCG@10
-    0.6445 against float32's 0.6451 (R@100 0.9217 against 0.9250), encoded 1.6x as many
-    documents per CPU second (2x in wall time side by side) and peaked at 993 MiB RSS instead
-    of 1,172. CPUs without native bf16 (no AVX512-BF16, no AMX) emulate it and run slower
-    than float32, so they keep float32.
-    """
-    check_dtype(dtype)
-    if dtype != "auto":
-        return dtype
-    import torch
-
-    if device_type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device_type == "cpu":
-        # Private probes (torch >= 2.1); a torch without them is treated as lacking bf16.
-        probes = [getattr(torch.cpu, name, None)
-                  for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return "bfloat16" if any(p is not None and p() for p in probes) else "float32"
-    return "float32"
 
 
 class SentenceTransformerEncoder:
@@ -80,14 +46,18 @@ class SentenceTransformerEncoder:
             or a torch device string such as ``"cpu"`` or ``"cuda:0"``.
         batch_size: Texts per forward pass.
         dtype: Weights and activations: ``"auto"`` (bfloat16 on CUDA GPUs and CPUs with
-            native bf16, else float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-            Vectors always come back float32, and the dtype is not part of ``model_id``:
-            an index built in one dtype can be searched with queries encoded in another.
+            native bf16, else float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``
+            (see :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`). On SciFact with MiniLM
+            (bench/dense.py, 2-core AVX512-BF16 CPU) bfloat16 scored nDCG@10 0.6445 against
+            float32's 0.6451 (R@100 0.9217 against 0.9250), encoded 1.6x as many documents
+            per CPU second and peaked at 993 MiB RSS instead of 1,172. Vectors always come
+            back float32, and the dtype is not part of ``model_id``: an index built in one
+            dtype can be searched with queries encoded in another.
         normalize: L2-normalise the vectors; ``None`` follows the model (normalised when
             its similarity function is cosine). Normalised vectors report ``"cosine"``.
 
     Raises:
-        ValueError: ``dtype`` is not one of :data:`DTYPES`.
+        DtypeError: ``dtype`` is not a dtype option (a ``ValueError`` too).
         ModelNotFoundError: the model is neither packaged, on disk, nor loadable from the
             hub (offline runs load hub ids from the local cache only).
 
@@ -99,10 +69,9 @@ class SentenceTransformerEncoder:
 
     def __init__(self, model: str | None = None, *, device: str = "auto", batch_size: int = 64,
                  dtype: str = "auto", normalize: bool | None = None) -> None:
-        check_dtype(dtype)  # before the slow imports: a typo fails at once
+        dtype_name(dtype)  # before the slow imports: a typo fails at once
         # Imported here: sentence-transformers takes seconds to import, and code that
         # only needs the KeywordEncoder (tests, examples) should not pay for it.
-        import torch
         from sentence_transformers import SentenceTransformer
 
         self.model_id = canonical_encoder_id(model)
@@ -118,8 +87,9 @@ class SentenceTransformerEncoder:
             ) from exc
         # Cast after loading rather than through model_kwargs: "auto" depends on the device,
         # known only once sentence-transformers has placed the model.
-        self.dtype: str = resolve_dtype(dtype, self.model.device.type)
-        self.model.to(getattr(torch, self.dtype))
+        torch_dtype = resolve_dtype(dtype, self.model.device)
+        self.dtype: str = dtype_name(torch_dtype)
+        self.model.to(torch_dtype)
         dim = self.model.get_embedding_dimension()
         if dim is None:
             raise ValueError(f"the encoder {self.model_id!r} does not report its vector dimension")

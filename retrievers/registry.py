@@ -22,8 +22,13 @@ from pursuit.retrievers.encoders import KeywordEncoder, SentenceTransformerEncod
 from pursuit.retrievers.stage import Stage
 
 
-def encoder_for(index: SearchIndex) -> Encoder:
-    """Load the encoder an index's vectors were built with, as its manifest records it."""
+def encoder_for(index: SearchIndex, *, dtype: str = "auto") -> Encoder:
+    """Load the encoder an index's vectors were built with, as its manifest records it.
+
+    ``dtype`` is what the model computes in now (``"auto"``: bfloat16 where the hardware
+    computes it natively, else float32); the manifest's record of the build's dtype is
+    provenance, and vectors of either dtype compare with each other.
+    """
     config = index.encoder_config
     if config is None:
         raise IndexError_(f"{index.path} has no dense vectors; rebuild it with an encoder: "
@@ -33,18 +38,18 @@ def encoder_for(index: SearchIndex) -> Encoder:
     if config.get("kind") == "causal-lm":
         from pursuit.retrievers.llmql.encoder import LLMEncoder  # torch only when needed
 
-        return LLMEncoder.from_config(config)
-    return SentenceTransformerEncoder(config["model_id"])
+        return LLMEncoder.from_config(config, dtype=dtype)
+    return SentenceTransformerEncoder(config["model_id"], dtype=dtype)
 
 
 def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
-                 filter: DocFilter | None = None,
-                 fetch_docs: bool = False) -> dict[str, Callable[..., Stage]]:
+                 filter: DocFilter | None = None, fetch_docs: bool = False,
+                 dtype: str = "auto") -> dict[str, Callable[..., Stage]]:
     """Stage constructors over ``index``: ``bm25``, ``dense``, and ``events`` when it has an
     event store (``pursuit events build``).
 
-    The encoder is loaded on first use of ``dense`` or ``events`` and shared by every such
-    stage; the event store is opened (and checked) on first use of ``events``.
+    The encoder is loaded (in ``dtype``) on first use of ``dense`` or ``events`` and shared
+    by every such stage; the event store is opened (and checked) on first use of ``events``.
 
     Example:
         >>> stages = index_stages(SearchIndex.open("demo-index"))  # doctest: +SKIP
@@ -65,7 +70,7 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
                               f"it with an encoder: pursuit index {index.manifest.source} "
                               f"--out {index.path}")
         if not loaded:
-            loaded.append(encoder_for(index))
+            loaded.append(encoder_for(index, dtype=dtype))
         stage = DenseRetriever(index.vectors, loaded[0], index.store, filter=filter,
                                index_name=name, fetch_docs=fetch_docs, **kwargs)
         stage.options = dict(kwargs)
@@ -81,7 +86,7 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
             if not opened:
                 opened.append(open_event_store(index))
             if not loaded:
-                loaded.append(encoder_for(index))
+                loaded.append(encoder_for(index, dtype=dtype))
             assert index.vectors is not None  # open_event_store checked it
             stage = EventAwareRetriever(index.vectors, loaded[0], index.store, opened[0],
                                         filter=filter, index_name=name, fetch_docs=fetch_docs,

@@ -10,8 +10,9 @@ __all__ = ["agent_llm"]
 
 
 def agent_llm(settings: Settings) -> LLMClient:
-    """The agent's model from settings: the HTTP server when ``llm_url`` is set."""
+    """The agent's model from settings: the HTTP server when ``llm_url`` is set, else
+    ``settings.llm`` in this process, in ``settings.dtype``."""
     if settings.llm_url:
         return load_llm(settings.llm_served, base_url=settings.llm_url,
                         api_key=settings.llm_api_key or None)
-    return load_llm(settings.llm)
+    return load_llm(settings.llm, dtype=settings.dtype)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pursuit.indexes.errors import PursuitError
+from pursuit.retrievers.lm.dtypes import DtypeError, dtype_name
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Settings:
         cors_origins: Comma-separated origins allowed to call the API from other pages
             (empty: CORS off, so only the page the server itself serves can).
         heartbeat_s: Seconds a chat stream may stay quiet before a ``heartbeat`` event.
+        dtype: What in-process models compute in (the chat model, the rerankers, the
+            encoder of new indexes): ``auto`` (bfloat16 on CUDA GPUs that support it and on
+            CPUs with AVX512-BF16 or AMX, float32 elsewhere), ``bfloat16``, ``float32`` or
+            ``float16``. A pipeline's own option (``icr(dtype=float32)``) wins over it.
     """
 
     cache_dir: Path = Path.home() / ".cache" / "pursuit"
@@ -59,6 +64,13 @@ class Settings:
     max_runs: int = 4
     cors_origins: str = ""
     heartbeat_s: float = 3.0
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        try:  # a typo in PURSUIT_DTYPE or the settings file fails here, naming the setting
+            object.__setattr__(self, "dtype", dtype_name(self.dtype))
+        except DtypeError as exc:
+            raise PursuitError(f"setting dtype: {exc}") from None
 
     @property
     def threads_path(self) -> Path:

@@ -154,11 +154,14 @@ def informative(candidates: Sequence[Interpretation], question: str) -> list[Int
 
 
 def default_clarifier(index: SearchIndex, llm: LLMClient, *, k: int = 5,
-                      thresholds: Thresholds | None = None) -> CIPClarifier:
+                      thresholds: Thresholds | None = None,
+                      dtype: str = "auto") -> CIPClarifier:
     """The clarifier with the committed thresholds and their model as the scorer.
 
     The first search is BM25's top ``k``; the scorer is the in-process model the thresholds
-    were calibrated with (thresholds do not transfer between models).
+    were calibrated with (thresholds do not transfer between models), in ``dtype``: the
+    calibration's dtype is recorded with the thresholds, but bf16 and float32 differ only
+    in rounding, and emulated bf16 would make every question tens of times slower.
     """
     thresholds = thresholds or load_thresholds()
     bm25 = index_stages(index, fetch_docs=True)["bm25"](k=k)
@@ -167,5 +170,5 @@ def default_clarifier(index: SearchIndex, llm: LLMClient, *, k: int = 5,
         flt = as_of_filter(as_of)
         return bm25.search(Query("clarify", question, {"filter": flt} if flt else {})).hits
 
-    scorer = LogitScorer(shared_causal_lm(thresholds.model))
+    scorer = LogitScorer(shared_causal_lm(thresholds.model, dtype=dtype))
     return CIPClarifier(llm=llm, scorer=scorer, search=search, thresholds=thresholds)

@@ -220,7 +220,7 @@ class InProcessLLM:
 
 def load_llm(model: str | None = None, *, base_url: str | None = None,
              api_key: str | None = None, timeout_s: float = 120, retries: int = 3,
-             dtype: str = "bfloat16", device: str = "auto") -> LLMClient:
+             dtype: str = "auto", device: str = "auto") -> LLMClient:
     """The agent's chat model: an HTTP server when ``base_url`` is given, else in-process.
 
     Args:
@@ -232,7 +232,8 @@ def load_llm(model: str | None = None, *, base_url: str | None = None,
         api_key: The server's key, if it wants one.
         timeout_s: HTTP connect/read timeout.
         retries: HTTP retries after the first attempt.
-        dtype: In-process weights dtype.
+        dtype: In-process weights dtype: ``"auto"`` (bfloat16 where the hardware computes
+            it natively, else float32), ``"bfloat16"``, ``"float32"`` or ``"float16"``.
         device: In-process device (``"auto"``, ``"cpu"``, ``"cuda"``).
 
     Example:

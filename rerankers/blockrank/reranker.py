@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 DEFAULTS: dict[str, Any] = {"model": None, "layer": "auto", "max_doc_tokens": 384,
                             "cache_bytes": 512 * 2**20, "path": "auto", "signal": "query",
-                            "signal_tokens": 1, "batch_size": 16, "dtype": "bfloat16",
+                            "signal_tokens": 1, "batch_size": 16, "dtype": "auto",
                             "device": "auto"}
 
 #: Zero-shot scoring layers chosen by measurement (``bench/blockrank_layers.py``: the query
@@ -118,7 +118,8 @@ class BlockRankReranker(Reranker):
         signal_tokens: How many tokens at the end of the prompt score documents
             (``signal="answer"`` only).
         batch_size: Documents per forward group (bounds peak memory).
-        dtype: Model dtype when loading (``"bfloat16"``).
+        dtype: Model dtype when loading (``"auto"``: bfloat16 where the hardware computes
+            it natively, else float32; see :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` when loading.
 
     Example:
@@ -132,7 +133,7 @@ class BlockRankReranker(Reranker):
                  model: str | None = None, layer: int | str = "auto",
                  max_doc_tokens: int | None = 384, cache_bytes: int = 512 * 2**20,
                  path: str = "auto", signal: str = "query", signal_tokens: int = 1,
-                 batch_size: int = 16, dtype: str = "bfloat16", device: str = "auto") -> None:
+                 batch_size: int = 16, dtype: str = "auto", device: str = "auto") -> None:
         given = {"model": model, "layer": layer, "max_doc_tokens": max_doc_tokens,
                  "cache_bytes": cache_bytes, "path": path, "signal": signal,
                  "signal_tokens": signal_tokens, "batch_size": batch_size, "dtype": dtype,

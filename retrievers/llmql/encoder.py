@@ -161,7 +161,7 @@ class LLMEncoder:
                  query_prompt: str | None = None, pooling: str | None = None,
                  end_token: str | None = None, max_doc_tokens: int | None = None,
                  max_query_tokens: int | None = None, batch_size: int = 16,
-                 dtype: str = "bfloat16", device: str = "auto",
+                 dtype: str = "auto", device: str = "auto",
                  cache_dir: str | Path | None = None, padding_side: str = "right") -> None:
         if isinstance(model, CausalLM):
             self.lm, recorded = model, {}
@@ -236,9 +236,13 @@ class LLMEncoder:
                 "dtype": str(self.lm.dtype).removeprefix("torch.")}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, device: str = "auto",
+    def from_config(cls, config: Mapping[str, Any], *, dtype: str = "auto", device: str = "auto",
                     cache_dir: str | Path | None = None) -> LLMEncoder:
         """The encoder a manifest's ``describe()`` record names (same model, prompts, pooling).
+
+        The recorded ``dtype`` says what the index's vectors were computed in; queries are
+        encoded in ``dtype`` (``"auto"``: what this machine computes fastest), as for the
+        sentence encoder: a bf16 index stays searchable on a CPU that emulates bf16.
 
         Raises:
             PursuitError: the model loads but makes vectors of another dimension.
@@ -246,7 +250,7 @@ class LLMEncoder:
         encoder = cls(config["model_id"], passage_prompt=config["prompts"]["passage"],
                       query_prompt=config["prompts"]["query"], pooling=config["pooling"],
                       end_token=config["end_token"], max_doc_tokens=config["max_doc_tokens"],
-                      max_query_tokens=config["max_query_tokens"], dtype=config["dtype"],
+                      max_query_tokens=config["max_query_tokens"], dtype=dtype,
                       device=device, cache_dir=cache_dir)
         if encoder.dim != config["dim"]:
             raise PursuitError(f"{config['model_id']} now makes {encoder.dim}-d vectors but the "

@@ -1,10 +1,10 @@
 """One LLM-QL run's model and batches: loading, LoRA, the loss of a step, saving the result.
 
 :class:`Run` holds what the loop in :func:`pursuit.retrievers.llmql.training.train_llmql` needs
-besides the optimizer: the model in float32 (packaged GGUF weights are loaded from their
-bfloat16 cache and widened: they were 4-bit, so nothing is lost), the token ids of ``[E]``,
-padding and the corruption mask, and the loss of a step computed from ``(seed, stage,
-step)`` alone.
+besides the optimizer: the model in float32 (packaged GGUF weights are loaded from the
+conversion cache of the dtype ``"auto"`` picks and widened: they were 4-bit, so nothing is
+lost), the token ids of ``[E]``, padding and the corruption mask, and the loss of a step
+computed from ``(seed, stage, step)`` alone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pursuit.retrievers.encoders import resolve_dtype as native_dtype
 from pursuit.retrievers.llmql.data import TrainPair, corrupt_words, mask_token, step_batch
 from pursuit.retrievers.llmql.encoder import METADATA_FILE, end_token_id, prompt_ids
 from pursuit.retrievers.llmql.lora import apply_lora, merge_lora
@@ -32,8 +31,8 @@ from pursuit.retrievers.lm.causal import (
     CausalLM,
     canonical_llm_id,
     load_causal_lm,
-    resolve_dtype,
 )
+from pursuit.retrievers.lm.dtypes import resolve_dtype
 
 if TYPE_CHECKING:
     from pursuit.retrievers.llmql.training import LLMQLConfig
@@ -50,8 +49,11 @@ class Run:
     def __init__(self, config: LLMQLConfig, lm: CausalLM | None = None) -> None:
         self.config = config
         if lm is None:
+            # Packaged weights come from the conversion cache of the dtype "auto" picks here
+            # (they were 4-bit, so widening either cache to float32 loses nothing); other
+            # models load in float32 directly. Training keeps float32 master weights.
             packaged = canonical_llm_id(config.model) in PACKAGED_LLMS
-            lm = load_causal_lm(config.model, dtype="bfloat16" if packaged else "float32",
+            lm = load_causal_lm(config.model, dtype="auto" if packaged else "float32",
                                 device=config.device)
             lm.model.float()
         self.lm, self.model, self.tok = lm, lm.model, lm.tokenizer
@@ -66,10 +68,12 @@ class Run:
             self.model.gradient_checkpointing_enable()
             self.model.enable_input_require_grads()
         device = next(self.model.parameters()).device
-        amp = config.amp if config.amp != "auto" else native_dtype("auto", device.type)
+        # amp="auto" autocasts to bfloat16 exactly where dtype "auto" picks it.
+        bf16 = (config.amp == "bfloat16" or config.amp == "auto"
+                and resolve_dtype("auto", device) == torch.bfloat16)
         self.autocast: Callable[[], AbstractContextManager[Any]] = (
             (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-            if amp == "bfloat16" else nullcontext)
+            if bf16 else nullcontext)
 
     def _doc_rows(self, texts: Sequence[str]) -> list[list[int]]:
         return [prompt_ids(self.tok, self.config.passage_prompt, t,

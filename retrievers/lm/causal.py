@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from pursuit.indexes.errors import PursuitError
+from pursuit.retrievers.lm.dtypes import resolve_dtype
 from pursuit.retrievers.lm.gguf import (
     PACKAGED_LLMS,
     PackagedLLM,
@@ -36,8 +37,6 @@ __all__ = ["CausalLM", "DEFAULT_LLM", "PACKAGED_LLMS", "PackagedLLM", "canonical
 DEFAULT_LLM = "qwen2.5-coder-0.5b"
 #: Upstream hub ids that mean the packaged weights (the chunk packages re-upload them).
 _ALIASES = {spec.hub_id.lower(): name for name, spec in PACKAGED_LLMS.items()}
-_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
-           "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}
 #: A string no chat template produces on its own, used to split a rendered prompt.
 _SENTINEL = "\x00PURSUIT-USER-CONTENT\x00"
 _SHARED: dict[tuple[str, ...], CausalLM] = {}
@@ -132,17 +131,6 @@ def canonical_llm_id(model: str | None) -> str:
     return model
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"bfloat16"`` / ``"float32"`` / ``"float16"`` (or bf16/fp32/fp16) as a torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[dtype.lower()]
-    except KeyError:
-        raise PursuitError(f"dtype={dtype!r} is not supported; use one of "
-                           "'bfloat16', 'float32', 'float16'") from None
-
-
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` means CUDA when a GPU is visible, else the CPU; anything else as torch reads it."""
     if isinstance(device, torch.device):
@@ -173,7 +161,8 @@ def wrap_causal_lm(model: Any, tokenizer: Any, model_id: str) -> CausalLM:
     return CausalLM(model=model, tokenizer=tokenizer, model_id=model_id)
 
 
-def load_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device: str = "auto",
+def load_causal_lm(model: str | None = None, *, dtype: str | torch.dtype = "auto",
+                   device: str | torch.device = "auto",
                    cache_dir: str | Path | None = None,
                    attn_implementation: str = "sdpa") -> CausalLM:
     """Load a causal LM and its tokenizer, offline by default.
@@ -183,8 +172,11 @@ def load_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device:
             ``"qwen2.5-coder-1.5b"``, ``"smollm2-135m"``) or its upstream hub id; a local
             model folder or ``.gguf`` file; or any other hub id (needs the hub cache or a
             network).
-        dtype: ``"bfloat16"`` (default; 3-4x faster prefill than float32 on CPUs with AMX),
-            ``"float32"`` or ``"float16"``.
+        dtype: ``"auto"`` (default: bfloat16 on CUDA GPUs that support it and on CPUs with
+            native bf16, AVX512-BF16 or AMX, where its prefill is 3-4x faster than float32;
+            float32 elsewhere, since emulated bf16 is far slower), ``"bfloat16"``,
+            ``"float32"``, ``"float16"`` (or bf16/fp32/fp16), or a torch dtype; see
+            :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`.
         device: ``"auto"`` (CUDA if visible), ``"cpu"`` or ``"cuda[:n]"``.
         cache_dir: Where packaged weights are assembled and converted; default
             ``~/.cache/pursuit/models`` (the ui layer passes its setting).
@@ -199,13 +191,14 @@ def load_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device:
             ``dtype`` / ``device``.
 
     Example:
-        >>> lm = load_causal_lm("qwen2.5-coder-0.5b", dtype="bfloat16")  # doctest: +SKIP
+        >>> lm = load_causal_lm("qwen2.5-coder-0.5b", dtype="float32")  # doctest: +SKIP
         >>> lm.model_id, lm.dtype  # doctest: +SKIP
-        ('qwen2.5-coder-0.5b', torch.bfloat16)
+        ('qwen2.5-coder-0.5b', torch.float32)
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_dtype, target = resolve_dtype(dtype), resolve_device(device)
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
     model_id = canonical_llm_id(model)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation}
     if model_id in PACKAGED_LLMS:
@@ -232,25 +225,30 @@ def load_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device:
     return CausalLM(model=loaded, tokenizer=tokenizer, model_id=model_id)
 
 
-def shared_causal_lm(model: str | None = None, *, dtype: str = "bfloat16", device: str = "auto",
+def shared_causal_lm(model: str | None = None, *, dtype: str | torch.dtype = "auto",
+                     device: str | torch.device = "auto",
                      cache_dir: str | Path | None = None,
                      attn_implementation: str = "sdpa") -> CausalLM:
     """:func:`load_causal_lm`, loaded once per process for each distinct set of arguments.
 
     Rerankers, query likelihood and the agent call this so one process holds one copy of
-    each model. Aliases share an entry (the key uses the canonical id and resolved dtype
-    and device). Callers must not change the shared model (e.g. its attention
-    implementation); ask for ``attn_implementation="eager"`` instead, which is its own entry.
+    each model. Aliases share an entry, and so do dtype options that resolve alike (the
+    key uses the canonical id and the resolved dtype and device: on a CPU without native
+    bf16, ``"auto"`` and ``"float32"`` are one copy). Callers must not change the shared
+    model (e.g. its attention implementation); ask for ``attn_implementation="eager"``
+    instead, which is its own entry.
 
     Example:
         >>> shared_causal_lm() is shared_causal_lm("Qwen/Qwen2.5-Coder-0.5B-Instruct")  # doctest: +SKIP
         True
     """
-    key = (canonical_llm_id(model), str(resolve_dtype(dtype)), str(resolve_device(device)),
-           str(cache_dir), attn_implementation)
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    key = (canonical_llm_id(model), str(torch_dtype), str(target), str(cache_dir),
+           attn_implementation)
     with _SHARED_LOCK:  # two threads asking at once must not load twice
         if key not in _SHARED:
-            _SHARED[key] = load_causal_lm(model, dtype=dtype, device=device,
+            _SHARED[key] = load_causal_lm(model, dtype=torch_dtype, device=target,
                                           cache_dir=cache_dir,
                                           attn_implementation=attn_implementation)
         return _SHARED[key]

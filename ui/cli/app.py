@@ -38,6 +38,10 @@ DEFAULT_PIPELINE = "0.5*bm25 + 0.5*dense"
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help=(
     "Pipeline in textual form, e.g. 'bm25', 'bm25%100 | dense%100', '0.3*bm25 + 0.7*dense'."))]
+DtypeOpt = Annotated[str | None, typer.Option(help=(
+    "What in-process models compute in: auto (bfloat16 on CUDA GPUs and CPUs with "
+    "AVX512-BF16 or AMX, float32 elsewhere), bfloat16, float32 or float16 (also "
+    "PURSUIT_DTYPE). A reranker's own option, e.g. icr(dtype=float32), wins."))]
 
 
 def _settings(**flags: Any) -> Settings:
@@ -53,6 +57,7 @@ def index(
     dense: Annotated[bool, typer.Option("--dense/--no-dense", help="Build dense vectors.")] = True,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string: Flat, HNSW32, IVF256,Flat.")] = None,
     field: Annotated[list[str] | None, typer.Option(help="Field mapping for JSON records, e.g. --field text=body.")] = None,
+    dtype: DtypeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build an index (documents, BM25, dense vectors) from SOURCE into --out.
@@ -62,7 +67,7 @@ def index(
     """
     from pursuit.ui.cli.indexing import build_index
 
-    settings = _settings(encoder=encoder, factory=factory)
+    settings = _settings(encoder=encoder, factory=factory, dtype=dtype)
     index = build_index(source, out, settings=settings, dense=dense,
                         fields=_pairs(field, "--field"), console=console)
     close_and_report(index, as_json, lambda n: f"[green]Indexed[/] {n:,} documents into {out}")
@@ -105,6 +110,7 @@ def search(
     published_before: Annotated[str | None, typer.Option(help="Only documents published before this ISO date.")] = None,
     published_after: Annotated[str | None, typer.Option(help="Only documents published on or after this ISO date.")] = None,
     where: Annotated[list[str] | None, typer.Option(help="Metadata filter, e.g. --where source=BBC.")] = None,
+    dtype: DtypeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index with a pipeline and show the top results."""
@@ -112,7 +118,8 @@ def search(
 
     flt = DocFilter(published_before=published_before, published_after=published_after,
                     metadata=_pairs(where, "--where"))  # type: ignore[arg-type]
-    with open_pipeline(index_dir, pipeline, filter=flt, fetch_docs=True) as stage:
+    with open_pipeline(index_dir, pipeline, filter=flt, fetch_docs=True,
+                       dtype=_settings(dtype=dtype).dtype) as stage:
         ranking = stage.search(Query("q", query)).top(k)
     if as_json:
         emit(ranking_json(ranking))
@@ -133,16 +140,17 @@ def ask(
     max_nodes: Annotated[int, typer.Option(help="Most sub-questions in the plan.")] = 6,
     max_rounds: Annotated[int, typer.Option(help="Planning rounds.")] = 2,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    dtype: DtypeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question with cited sources: plan, search in parallel, ask back, synthesise."""
     from pursuit.agent.config import AgentConfig
     from pursuit.ui.cli.ask import print_answer, run_ask
 
-    settings = _settings(llm=llm, llm_url=llm_url)
+    settings = _settings(llm=llm, llm_url=llm_url, dtype=dtype)
     config = AgentConfig(clarify=clarify, as_of=as_of, retrieval=retrieval,
                          rerank=None if rerank.lower() == "none" else rerank,
-                         max_nodes=max_nodes, max_rounds=max_rounds)
+                         max_nodes=max_nodes, max_rounds=max_rounds, dtype=settings.dtype)
     doc = run_ask(question, index_dir=index_dir, settings=settings, config=config,
                   thread_id=thread, console=console)
     if as_json:
@@ -159,13 +167,14 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus (default: built once and cached).")] = None,
+    dtype: DtypeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline over a dataset's queries and report nDCG@10, R@100, MRR@10 and MAP."""
     from pursuit.ui.cli.evaluation import evaluate_pipeline
 
-    result = evaluate_pipeline(dataset, pipeline, settings=_settings(), out=out, limit=limit,
-                               split=split, index_dir=index_dir, console=console)
+    result = evaluate_pipeline(dataset, pipeline, settings=_settings(dtype=dtype), out=out,
+                               limit=limit, split=split, index_dir=index_dir, console=console)
     if as_json:
         emit({"pipeline": pipeline, "dataset": str(dataset), "split": split,
                "queries": result["queries"], "metrics": result["metrics"],
@@ -190,6 +199,7 @@ def compare(
     limit: Annotated[int | None, typer.Option(help="Use only the first N queries.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus.")] = None,
+    dtype: DtypeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare pipelines and saved TREC runs on a dataset with paired t-tests (Holm-corrected)
@@ -200,7 +210,7 @@ def compare(
     runs = {name: Path(file) for name, file in _pairs(run, "--run").items()}
     first = next(iter(systems), next(iter(runs), None))
     comparison = compare_pipelines(dataset, systems, runs=runs, baseline=baseline or first or "",
-                                   settings=_settings(), limit=limit, split=split,
+                                   settings=_settings(dtype=dtype), limit=limit, split=split,
                                    index_dir=index_dir, console=console)
     if as_json:
         emit(comparison.to_dict())
@@ -223,13 +233,14 @@ def serve(
     llm: Annotated[str | None, typer.Option(help="In-process chat model: packaged name, hub id or path.")] = None,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")] = None,
     cors_origins: Annotated[str | None, typer.Option(help="Comma-separated origins allowed to call the API (default: none).")] = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Serve the web chat: the page and its API at http://HOST:PORT/ (models load first)."""
     from pursuit.ui.cli.serving import run_server
 
     settings = _settings(index=str(index_dir) if index_dir else None, host=host, port=port,
                          token=token, max_runs=max_runs, llm=llm, llm_url=llm_url,
-                         cors_origins=cors_origins)
+                         cors_origins=cors_origins, dtype=dtype)
     run_server(settings, console=console)
 
 
@@ -239,9 +250,10 @@ def demo(
     host: HostOpt = None,
     port: PortOpt = None,
     compare: Annotated[bool, typer.Option("--compare", help="Instead of the chat: sample searches and a comparison of pipelines on written questions.")] = False,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Build the demo index of Python's own documentation if missing, then serve the chat on it."""
-    settings = _settings(demo_index=index_dir, host=host, port=port)
+    settings = _settings(demo_index=index_dir, host=host, port=port, dtype=dtype)
     if compare:
         from pursuit.ui.cli.demo import run_demo
 

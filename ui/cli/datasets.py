@@ -38,7 +38,7 @@ def dataset_index(dataset: Dataset, settings: Settings, *, source: str,
     digest = corpus_hash(dataset.corpus)[:12]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-") or "dataset"
     path = settings.cache_dir / "indexes" / f"{slug}-{digest}"
-    encoder = SentenceTransformerEncoder(settings.encoder)
+    encoder = SentenceTransformerEncoder(settings.encoder, dtype=settings.dtype)
     if (path / "manifest.json").exists():
         try:
             return SearchIndex.open(path, encoder=encoder)

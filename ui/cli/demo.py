@@ -77,9 +77,9 @@ def run_demo(settings: Settings, *, console: Console, out: Console) -> None:
     with SearchIndex.open(path) as index:
         out.print(Text(f"Demo index: {index.manifest.n_docs:,} documents from "
                        f"{index.manifest.source} ({path})", style="bold"))
-        encoder = encoder_for(index)
+        encoder = encoder_for(index, dtype=settings.dtype)
         hybrid = pipelines(index, {"hybrid": PIPELINES["hybrid"]}, fetch_docs=True,
-                                encoder=encoder)["hybrid"]
+                                encoder=encoder, dtype=settings.dtype)["hybrid"]
         for question in SAMPLE_SEARCHES:
             ranking = hybrid.search(question).top(3)
             out.print(Text(f"\n> {question}", style="bold"))
@@ -91,5 +91,5 @@ def run_demo(settings: Settings, *, console: Console, out: Console) -> None:
         out.print(Text(f"\nEvaluating {len(PIPELINES)} pipelines on {len(dataset.queries)} "
                        "written questions (paired t-tests against bm25, Holm-corrected):",
                        style="bold"))
-        stages = pipelines(index, PIPELINES, encoder=encoder)
+        stages = pipelines(index, PIPELINES, encoder=encoder, dtype=settings.dtype)
         out.print(compare(stages, dataset, "bm25").to_table())

@@ -52,7 +52,7 @@ def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
     """
     dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
     with index:
-        stage = pipeline_stage(index, pipeline)
+        stage = pipeline_stage(index, pipeline, dtype=settings.dtype)
         result = run_pipeline(stage, dataset, out=out, progress=console is not None)
     return {"queries": len(dataset.queries), "metrics": dict(result.metrics.aggregate)}
 
@@ -90,7 +90,7 @@ def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baselin
         return compare(_read_runs(runs, dataset, console), dataset, baseline)
     dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
     with index:
-        ranked: dict[str, Any] = dict(pipeline_stages(index, systems))
+        ranked: dict[str, Any] = dict(pipeline_stages(index, systems, dtype=settings.dtype))
         ranked.update(_read_runs(runs, dataset, console))
         return compare({n: ranked[n] for n in names}, dataset, baseline)
 

@@ -16,13 +16,13 @@ from pursuit.retrievers.registry import encoder_for
 from pursuit.ui.settings import Settings
 
 
-def make_encoder(name: str) -> Encoder:
+def make_encoder(name: str, *, dtype: str = "auto") -> Encoder:
     """The encoder ``name`` means: an LLM-QL checkpoint folder (it holds
     ``pursuit-llmql.json``) becomes an :class:`LLMEncoder`, anything else a
-    sentence-transformers model."""
+    sentence-transformers model; either computes in ``dtype``."""
     if (Path(name).expanduser() / METADATA_FILE).is_file():
-        return LLMEncoder(str(Path(name).expanduser().resolve()))
-    return SentenceTransformerEncoder(name)
+        return LLMEncoder(str(Path(name).expanduser().resolve()), dtype=dtype)
+    return SentenceTransformerEncoder(name, dtype=dtype)
 
 
 def build_index(source: str, out: Path, *, settings: Settings, dense: bool = True,
@@ -34,7 +34,7 @@ def build_index(source: str, out: Path, *, settings: Settings, dense: bool = Tru
         >>> build_index("pydocs", Path("demo-index"), settings=load_settings())  # doctest: +SKIP
     """
     label, docs = load_corpus(source, fields=fields or None)
-    encoder = make_encoder(settings.encoder) if dense else None
+    encoder = make_encoder(settings.encoder, dtype=settings.dtype) if dense else None
     if console:
         what = f"BM25 + dense ({settings.encoder}, {settings.factory})" if dense else "BM25"
         console.print(f"Indexing {label} with {what} into {out}")

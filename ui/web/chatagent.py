@@ -77,20 +77,22 @@ def load_chat_agent(index: SearchIndex, settings: Settings, *,
 
     Args:
         index: The open index every question is answered from.
-        settings: The chat model (``llm`` / ``llm_url``) and the threads file.
-        config: The agent's caps and retrieval (default :class:`AgentConfig`: hybrid first
-            stage, ICR reranking, clarifying questions with C-IP).
+        settings: The chat model (``llm`` / ``llm_url``, ``dtype``) and the threads file.
+        config: The agent's caps and retrieval (default :class:`AgentConfig` in the
+            settings' dtype: hybrid first stage, ICR reranking, clarifying questions with
+            C-IP).
         step: Wraps each loading step, e.g. to show a spinner.
         notice: Told what works differently than asked (no C-IP calibration: no
             clarifying questions), so the user sees why.
     """
-    config = config or AgentConfig()
+    config = config or AgentConfig(dtype=settings.dtype)
     what = settings.llm_served + " at " + settings.llm_url if settings.llm_url else settings.llm
     with step(f"the planner ({what})"):
         llm = agent_llm(settings)
     if config.rerank == "icr":
         with step("the ICR reranker (qwen2.5-coder-0.5b)"):
-            shared_causal_lm()  # the reranker's default model, shared with everything else
+            # The reranker's default model, shared with everything else (same dtype key).
+            shared_causal_lm(dtype=config.dtype)
     label = "the encoder (all-MiniLM-L6-v2) and the search stages" if index.vectors is not None \
         else "the search stages"
     with step(label):
@@ -99,7 +101,7 @@ def load_chat_agent(index: SearchIndex, settings: Settings, *,
     if config.clarify:
         try:
             with step("the C-IP scorer"):
-                clarifier = default_clarifier(index, llm)
+                clarifier = default_clarifier(index, llm, dtype=config.dtype)
         except CIPError as exc:  # the chat still answers; it just cannot ask back
             notice(f"clarifying questions are off: {exc}")
     saver = sqlite_checkpointer(settings.threads_path)

@@ -220,8 +220,9 @@ def _add_other_routes(app: FastAPI, state: _State) -> None:
                 from pursuit.rerankers.registry import reranker_stages
                 from pursuit.retrievers.registry import index_stages
 
-                state.stages.update(index_stages(state.index, fetch_docs=True)
-                                    | reranker_stages(state.index.store))
+                dtype = state.settings.dtype
+                state.stages.update(index_stages(state.index, fetch_docs=True, dtype=dtype)
+                                    | reranker_stages(state.index.store, dtype=dtype))
         return search_json(state.index, state.stages, body.query, k=body.k,
                            pipeline=body.pipeline, published_before=body.published_before)
 

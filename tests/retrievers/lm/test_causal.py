@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_lm import tiny_lm  # noqa: E402
 
+from pursuit.indexes.errors import PursuitError
 from pursuit.retrievers.lm import gguf
 from pursuit.retrievers.lm.causal import (
     CausalLM,
@@ -36,6 +36,9 @@ from pursuit.retrievers.lm.gguf import (
     verify_gguf,
 )
 from pursuit.retrievers.lm.weights import ModelNotFoundError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_lm import tiny_lm  # noqa: E402
 
 CHUNKS = [b"GGUF" + bytes(range(60)), b"middle chunk " * 7, b"the end\n"]
 
@@ -86,8 +89,8 @@ def test_canonical_ids_map_aliases_to_packaged_names(tmp_path: Path,
     assert canonical_llm_id("my-model") == str(tmp_path / "my-model")
     assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype("float32") is torch.float32
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(Exception, match=r"^dtype='int8' is not supported; use one of "
-                                        r"'bfloat16', 'float32', 'float16'$"):
+    with pytest.raises(PursuitError, match=r"^dtype='int8' is not supported; use one of "
+                                           r"'auto', 'bfloat16', 'float32', 'float16' "):
         resolve_dtype("int8")
 
 
@@ -260,17 +263,20 @@ def test_wrap_tiny_model_and_chat_prompt() -> None:
         lm.chat_prompt("hi")
 
 
-def test_load_local_folder_in_bf16(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dtype", ["auto", "bf16", "float32"])
+def test_load_local_folder_in_the_dtype_asked(tmp_path: Path, dtype: str) -> None:
     tiny = tiny_lm(attn_implementation="eager")
     tiny.model.save_pretrained(tmp_path / "tiny")
     tiny.tokenizer.save_pretrained(tmp_path / "tiny")
-    lm = load_causal_lm(str(tmp_path / "tiny"), device="cpu")
-    assert (lm.model_id, lm.dtype) == (str(tmp_path / "tiny"), torch.bfloat16)
+    lm = load_causal_lm(str(tmp_path / "tiny"), dtype=dtype, device="cpu")
+    # "auto" is float32 on a CPU without native bf16 (AVX2 only), else bfloat16.
+    want = resolve_dtype(dtype, "cpu")
+    assert (lm.model_id, lm.dtype) == (str(tmp_path / "tiny"), want)
     assert lm.model.config._attn_implementation == "sdpa" and not lm.model.training
     ids = torch.tensor([[5, 17, 42, 9]])
     with torch.no_grad():
         tiny.model.set_attn_implementation("sdpa")  # eager differs in the last bf16 bit
-        expected = tiny.model.to(torch.bfloat16)(ids).logits
+        expected = tiny.model.to(want)(ids).logits
         assert torch.equal(lm.model(ids).logits, expected)
     assert lm.chat_text("x") == "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
 
@@ -281,10 +287,13 @@ def test_shared_loads_once_per_canonical_arguments(tmp_path: Path,
     tiny.model.save_pretrained(tmp_path / "tiny")
     tiny.tokenizer.save_pretrained(tmp_path / "tiny")
     monkeypatch.chdir(tmp_path)
-    first = shared_causal_lm("tiny", device="cpu")
+    first = shared_causal_lm("tiny", dtype="bfloat16", device="cpu")
     assert shared_causal_lm(str(tmp_path / "tiny"), dtype="bf16", device="cpu") is first
     fp32 = shared_causal_lm("tiny", dtype="float32", device="cpu")
     assert fp32 is not first and fp32.dtype == torch.float32
+    # "auto" is whichever of the two this CPU resolves it to, not a third copy.
+    auto = shared_causal_lm("tiny", device="cpu")
+    assert auto is (first if resolve_dtype("auto", "cpu") == torch.bfloat16 else fp32)
 
 
 def test_unknown_hub_id_offline_is_a_clear_error() -> None:
@@ -299,7 +308,8 @@ def test_unknown_hub_id_offline_is_a_clear_error() -> None:
 
 @pytest.fixture(scope="module")
 def qwen05() -> CausalLM:
-    # The default cache: a fresh machine converts once (about a minute), later runs reload.
+    # The default cache: a fresh machine converts once per dtype (about a minute and a
+    # half), later runs reload. The default dtype "auto": float32 on an AVX2-only CPU.
     return load_causal_lm("Qwen/Qwen2.5-Coder-0.5B-Instruct", device="cpu")
 
 
@@ -309,7 +319,7 @@ def test_packaged_qwen_05b_loads_and_decodes_deterministically(qwen05: CausalLM)
     assert qwen05.model_id == "qwen2.5-coder-0.5b"
     assert (config.num_hidden_layers, config.num_attention_heads,
             config.num_key_value_heads) == (24, 14, 2)
-    assert (qwen05.dtype, qwen05.device) == (torch.bfloat16, torch.device("cpu"))
+    assert (qwen05.dtype, qwen05.device) == (resolve_dtype("auto", "cpu"), torch.device("cpu"))
     prefix, suffix = qwen05.chat_prompt("hi")
     assert prefix.endswith("<|im_start|>user\n") and suffix == "<|im_end|>\n<|im_start|>assistant\n"
     ids = qwen05.tokenizer("def add(a, b):\n    return", return_tensors="pt").input_ids
