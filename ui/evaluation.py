@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from pursuit.indexes.records import Ranking
 from pursuit.indexes.trec import read_run_rankings
 from pursuit.retrievers.batch import run_pipeline
 from pursuit.retrievers.compare import Comparison, compare
+from pursuit.retrievers.registry import needs_vectors
 from pursuit.ui.datasets import dataset_index, load_dataset
 from pursuit.ui.settings import Settings
 from pursuit.ui.stages import pipeline_over, pipelines_over
@@ -33,11 +34,14 @@ def _subset(dataset: Dataset, limit: int | None) -> Dataset:
 
 
 def _open(dataset_path: Path, split: str, limit: int | None, index_dir: Path | None,
-          settings: Settings, console: Console | None) -> tuple[Dataset, SearchIndex]:
+          settings: Settings, console: Console | None,
+          pipelines: Collection[str]) -> tuple[Dataset, SearchIndex]:
     dataset = _subset(load_dataset(dataset_path, split=split), limit)
+    vectors = needs_vectors(*pipelines)  # a BM25-only run neither builds nor loads them
     if index_dir is not None:
-        return dataset, SearchIndex.open(index_dir)
-    return dataset, dataset_index(dataset, settings, source=str(dataset_path), console=console)
+        return dataset, SearchIndex.open(index_dir, vectors=vectors)
+    return dataset, dataset_index(dataset, settings, source=str(dataset_path), vectors=vectors,
+                                  console=console)
 
 
 def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
@@ -49,7 +53,7 @@ def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
     Returns:
         ``{"queries": n, "metrics": {measure: value}}``.
     """
-    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
+    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console, [pipeline])
     with index:
         stage = pipeline_over(index, pipeline)
         result = run_pipeline(stage, dataset, out=out, progress=console is not None)
@@ -87,7 +91,8 @@ def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baselin
     if not systems:
         dataset = _subset(load_dataset(dataset_path, split=split), limit)
         return compare(_read_runs(runs, dataset, console), dataset, baseline)
-    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
+    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console,
+                           systems.values())
     with index:
         ranked: dict[str, Any] = dict(pipelines_over(index, systems))
         ranked.update(_read_runs(runs, dataset, console))

@@ -11,7 +11,7 @@ from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.pipeline import parse_pipeline
-from pursuit.retrievers.registry import index_stages
+from pursuit.retrievers.registry import index_stages, needs_vectors
 from pursuit.retrievers.stage import Stage
 
 
@@ -33,6 +33,9 @@ def pipeline_over(index: SearchIndex, text: str, *, filter: DocFilter | None = N
 @contextmanager
 def open_pipeline(index_dir: Path, text: str, *, filter: DocFilter | None = None,
                   fetch_docs: bool = False) -> Iterator[Stage]:
-    """Open ``index_dir``, yield the parsed pipeline, close the index afterwards."""
-    with SearchIndex.open(index_dir) as index:
+    """Open ``index_dir``, yield the parsed pipeline, close the index afterwards.
+
+    The index's vectors are loaded only when the pipeline has a stage that reads them.
+    """
+    with SearchIndex.open(index_dir, vectors=needs_vectors(text)) as index:
         yield pipeline_over(index, text, filter=filter, fetch_docs=fetch_docs)
