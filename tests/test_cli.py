@@ -125,6 +125,11 @@ def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None
     assert code == 0, err
     assert json.loads(out)["baseline"] == "a"
 
+    code, out, err = cli_run(["eval", str(data), "-p", "0.5*bm25 + 0.5*dense", "--index", idx])
+    assert code == 1 and out == ""  # a given index is the user's: named, not changed
+    assert f"add them with: pursuit add-vectors {idx}" in " ".join(err.split())
+    assert not (Path(idx) / "dense").exists()
+
 
 def test_compare_saved_runs_without_an_index(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = _tiny_dataset(tmp_path / "tiny")
