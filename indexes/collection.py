@@ -7,9 +7,13 @@ Layout of ``DIR``::
     DIR/bm25/            the BM25 index (bm25s arrays, memory-mapped on load)
     DIR/dense/           the vector index (FAISS), absent when built without an encoder
 
-Every change is copy-on-write: a build, an addition or a deletion writes a complete new
-directory beside ``DIR`` and renames it into place only when it is finished, so an
-interrupted run leaves the previous index intact.
+The manifest's ``components`` say which parts an index holds: an index built without an
+encoder has no ``dense`` entry, and :meth:`SearchIndex.add_vectors` adds one later. Opening
+with ``vectors=False`` skips loading the vectors, for work that never reads them.
+
+Every change is copy-on-write: a build, an addition or a deletion, adding vectors, writes a
+complete new directory beside ``DIR`` and renames it into place only when it is finished, so
+an interrupted run leaves the previous index intact.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import numpy as np
 from pursuit.indexes.bm25 import BM25Index
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import IndexError_
-from pursuit.indexes.manifest import MANIFEST_NAME, Manifest, corpus_hash, rebuild_hint
+from pursuit.indexes.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    add_vectors_hint,
+    corpus_hash,
+    rebuild_hint,
+)
 from pursuit.indexes.protocols import Encoder
 from pursuit.indexes.records import Doc
 from pursuit.indexes.vectors.store import FaissIndex
@@ -41,7 +51,8 @@ class SearchIndex:
         manifest: Its manifest.
         store: The document store.
         bm25: The BM25 index.
-        vectors: The vector index, or ``None`` when the index has no dense part.
+        vectors: The vector index, or ``None`` when the index has no dense part or was
+            opened with ``vectors=False`` (:attr:`has_vectors` tells the two apart).
     """
 
     def __init__(self, path: Path, manifest: Manifest, store: DocStore, bm25: BM25Index,
@@ -68,7 +79,9 @@ class SearchIndex:
             docs: The documents (ids must be unique).
             out: The index directory to create or replace.
             source: What the documents were read from, recorded in the manifest.
-            encoder: Encoder for the dense part; ``None`` builds BM25 only.
+            encoder: Encoder for the dense part; ``None`` builds the store and BM25 only,
+                which takes seconds where encoding can take minutes (:meth:`add_vectors`
+                adds the dense part later).
             factory: FAISS factory string of the vector index (``Flat``, ``HNSW32``, ...).
             bm25_params: Keyword arguments for :meth:`BM25Index.build` (``k1``, ``b``, ...).
             show_progress: Show progress bars while encoding.
@@ -97,11 +110,11 @@ class SearchIndex:
             show_progress: bool = False) -> SearchIndex:
         """Add documents; returns the re-opened index. An index with vectors needs its encoder."""
         new_docs = list(docs)
-        self._check_encoder(encoder, required=self.vectors is not None)
+        self._check_encoder(encoder, required=self.has_vectors)
 
         def change(tmp: Path, store: DocStore) -> None:
             rows = store.add(new_docs)
-            if self.vectors is not None and encoder is not None and new_docs:
+            if self.has_vectors and encoder is not None and new_docs:
                 vectors = FaissIndex.load(tmp / DENSE_DIR, mmap=False)
                 texts = [d.contents() for d in new_docs]
                 vectors.add(encoder.encode_document(texts, show_progress=show_progress), rows)
@@ -114,12 +127,58 @@ class SearchIndex:
 
         def change(tmp: Path, store: DocStore) -> None:
             rows = store.delete(ids)
-            if self.vectors is not None:
+            if self.has_vectors:
                 vectors = FaissIndex.load(tmp / DENSE_DIR, mmap=False)
                 vectors.remove(rows)
                 _replace_dir(tmp / DENSE_DIR, vectors.save)
 
         return self._rewrite(change, None)
+
+    def add_vectors(self, encoder: Encoder, *, factory: str = "Flat", replace: bool = False,
+                    show_progress: bool = False) -> SearchIndex:
+        """Encode every document and add the dense part; returns the re-opened index.
+
+        The index is copied beside itself, the vectors and the manifest are written into the
+        copy, and the copy is renamed into place at the end, so an interrupted run leaves
+        the index as it was. Nothing is encoded when the index already holds vectors built
+        with ``encoder``: the index is returned as it is.
+
+        Args:
+            encoder: The document encoder; ``dense`` stages later encode queries with it.
+            factory: FAISS factory string of the vector index (``Flat``, ``HNSW32``, ...).
+            replace: Re-encode an index whose vectors were built with another encoder.
+            show_progress: Show progress bars while encoding.
+
+        Raises:
+            IndexError_: the index has vectors from another encoder and ``replace`` is false.
+
+        Example:
+            >>> index = SearchIndex.open("my-index").add_vectors(
+            ...     SentenceTransformerEncoder())  # doctest: +SKIP
+        """
+        if self.has_vectors_of(encoder):
+            if self.vectors is not None:
+                return self
+            self.close()  # opened with vectors=False: hand back one that has them loaded
+            return type(self).open(self.path, encoder=encoder)
+        built = self.encoder_config
+        if built is not None and not replace:
+            raise IndexError_(f"{self.path} already has vectors built with {built['model_id']} "
+                              f"({built['dim']}-d); to re-encode it with {encoder.model_id}: "
+                              f"pursuit add-vectors {self.path} --encoder {encoder.model_id} "
+                              f"--replace")
+        with _staging(self.path) as tmp:
+            shutil.copytree(self.path, tmp, dirs_exist_ok=True)
+            shutil.rmtree(tmp / DENSE_DIR, ignore_errors=True)
+            store = DocStore.open(tmp / STORE_FILE, readonly=True)
+            try:
+                dense = _write_vectors(tmp, store, encoder, factory, show_progress)
+            finally:
+                store.close()
+            components = {**self.manifest.components, "dense": dense}
+            self.manifest.updated(components=components).write(tmp)
+        self.close()
+        return type(self).open(self.path, encoder=encoder)
 
     def _rewrite(self, change: Any, encoder: Encoder | None) -> SearchIndex:
         with _staging(self.path) as tmp:
@@ -139,9 +198,17 @@ class SearchIndex:
 
     # Opening ----------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, *, encoder: Encoder | None = None,
-             mmap: bool = True) -> SearchIndex:
+    def open(cls, path: str | Path, *, encoder: Encoder | None = None, mmap: bool = True,
+             vectors: bool = True) -> SearchIndex:
         """Open an index directory, checking it is whole and matches ``encoder``.
+
+        Args:
+            path: The index directory.
+            encoder: When given, checked against the encoder the vectors were built with.
+            mmap: Memory-map the BM25 and vector arrays instead of reading them.
+            vectors: Load the dense vectors when the index has them. ``False`` leaves them on
+                disk (``vectors`` is then ``None``) for work that never reads them, such as a
+                BM25-only pipeline; :meth:`add` and :meth:`delete` still keep them in step.
 
         Raises:
             IndexError_: damaged or incomplete index, or an encoder other than the one the
@@ -149,7 +216,8 @@ class SearchIndex:
         """
         path = Path(path)
         manifest = Manifest.read(path)
-        for name in (STORE_FILE, BM25_DIR) + ((DENSE_DIR,) if "dense" in manifest.components else ()):
+        has_vectors = "dense" in manifest.components
+        for name in (STORE_FILE, BM25_DIR) + ((DENSE_DIR,) if has_vectors else ()):
             if not (path / name).exists():
                 raise IndexError_(f"{path / name} is missing, the index is damaged; "
                                   f"{rebuild_hint(path, manifest.source)}")
@@ -160,10 +228,21 @@ class SearchIndex:
                               f"says {manifest.n_docs}; the index is damaged; "
                               f"{rebuild_hint(path, manifest.source)}")
         bm25 = BM25Index.load(path / BM25_DIR, mmap=mmap)
-        vectors = FaissIndex.load(path / DENSE_DIR, mmap=mmap) if "dense" in manifest.components else None
-        index = cls(path, manifest, store, bm25, vectors)
+        dense = FaissIndex.load(path / DENSE_DIR, mmap=mmap) if has_vectors and vectors else None
+        index = cls(path, manifest, store, bm25, dense)
         index._check_encoder(encoder, required=False)
         return index
+
+    @property
+    def has_vectors(self) -> bool:
+        """Whether the index holds dense vectors (loaded or not), as its manifest says."""
+        return "dense" in self.manifest.components
+
+    def has_vectors_of(self, encoder: Encoder) -> bool:
+        """Whether the index holds dense vectors built with ``encoder`` (same model and size)."""
+        built = self.encoder_config
+        return built is not None and (built["model_id"], built["dim"]) == (encoder.model_id,
+                                                                             encoder.dim)
 
     @property
     def encoder_config(self) -> Mapping[str, Any] | None:
@@ -179,9 +258,9 @@ class SearchIndex:
                                   f"{built['model_id'] if built else '?'}; pass that encoder")
             return
         if built is None:
-            raise IndexError_(f"{self.path} was built without dense vectors; rebuild it with an "
-                              f"encoder: pursuit index {self.manifest.source} --out {self.path}")
-        if encoder.model_id != built["model_id"] or encoder.dim != built["dim"]:
+            raise IndexError_(f"{self.path} was built without dense vectors; "
+                              f"{add_vectors_hint(self.path, encoder.model_id)}")
+        if not self.has_vectors_of(encoder):
             raise IndexError_(
                 f"{self.path} was built with the encoder {built['model_id']} ({built['dim']}-d), "
                 f"not {encoder.model_id} ({encoder.dim}-d); open it with the same encoder or "
@@ -214,17 +293,23 @@ def _write_components(tmp: Path, store: DocStore, encoder: Encoder | None, facto
     components: dict[str, Any] = {"bm25": {"dir": BM25_DIR, "params": bm25_params,
                                            "config": bm25.config}}
     if encoder is not None:
-        docs = list(store.iter_docs())
-        rows = [row for row, _ in docs]
-        vectors = encoder.encode_document([d.contents() for _, d in docs],
-                                          show_progress=show_progress)
-        index = FaissIndex(encoder.dim, factory=factory,
-                           metric="ip" if encoder.similarity in ("cosine", "dot") else "l2")
-        index.add(vectors, np.asarray(rows, dtype=np.int64))
-        index.save(tmp / DENSE_DIR)
-        components["dense"] = {"dir": DENSE_DIR, "encoder": dict(encoder.describe()),
-                               "vectors": dict(index.describe())}
+        components["dense"] = _write_vectors(tmp, store, encoder, factory, show_progress)
     return components
+
+
+def _write_vectors(tmp: Path, store: DocStore, encoder: Encoder, factory: str,
+                   show_progress: bool) -> dict[str, Any]:
+    """Encode every live document of ``store`` into ``tmp/dense``; its manifest entry."""
+    docs = list(store.iter_docs())
+    rows = [row for row, _ in docs]
+    vectors = encoder.encode_document([d.contents() for _, d in docs],
+                                      show_progress=show_progress)
+    index = FaissIndex(encoder.dim, factory=factory,
+                       metric="ip" if encoder.similarity in ("cosine", "dot") else "l2")
+    index.add(vectors, np.asarray(rows, dtype=np.int64))
+    index.save(tmp / DENSE_DIR)
+    return {"dir": DENSE_DIR, "encoder": dict(encoder.describe()),
+            "vectors": dict(index.describe())}
 
 
 def _store_hash(store: DocStore) -> str:

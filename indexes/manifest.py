@@ -33,6 +33,12 @@ def rebuild_hint(path: str | Path, source: str | None = None) -> str:
     return f"rebuild it with: pursuit index {source or 'SOURCE'} --out {path}"
 
 
+def add_vectors_hint(path: str | Path, encoder: str | None = None) -> str:
+    """The command that adds dense vectors to the index at ``path``."""
+    return f"add them with: pursuit add-vectors {path}" + (f" --encoder {encoder}"
+                                                          if encoder else "")
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape an index's contents."""
     versions = {"python": platform.python_version()}
@@ -74,7 +80,9 @@ class Manifest:
         source: What the corpus was read from (a path, or ``pydocs``).
         corpus_sha256: :func:`corpus_hash` of the documents now in the index.
         n_docs: Number of live documents.
-        components: Component name (``store``, ``bm25``, ``dense``) -> its configuration.
+        components: Component name (``store``, ``bm25``, ``dense``) -> its configuration;
+            an index built without an encoder has no ``dense`` entry until
+            ``pursuit add-vectors`` adds one.
         packages: Package versions at the last write.
         created_at / updated_at: ISO timestamps (UTC).
         format_version: Layout version of the index directory.

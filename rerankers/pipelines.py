@@ -11,7 +11,7 @@ from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.protocols import Encoder
 from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.pipeline_parser import parse_pipeline
-from pursuit.retrievers.registry import index_stages
+from pursuit.retrievers.registry import index_stages, needs_vectors
 from pursuit.retrievers.stage import Stage
 
 
@@ -30,7 +30,7 @@ def pipelines(index: SearchIndex, texts: Mapping[str, str], *,
 
 
 def pipeline(index: SearchIndex, text: str, *, filter: DocFilter | None = None,
-                  fetch_docs: bool = False, dtype: str = "auto") -> Stage:
+             fetch_docs: bool = False, dtype: str = "auto") -> Stage:
     """Parse ``text`` into a stage whose names resolve over ``index``.
 
     Example::
@@ -39,12 +39,15 @@ def pipeline(index: SearchIndex, text: str, *, filter: DocFilter | None = None,
         ...     hits = pursuit.pipeline(index, "bm25%100 >> icr%10").search("read a file")
     """
     return pipelines(index, {"_": text}, filter=filter, fetch_docs=fetch_docs,
-                          dtype=dtype)["_"]
+                     dtype=dtype)["_"]
 
 
 @contextmanager
 def open_pipeline(index_dir: Path, text: str, *, filter: DocFilter | None = None,
                   fetch_docs: bool = False, dtype: str = "auto") -> Iterator[Stage]:
-    """Open ``index_dir``, yield the parsed pipeline, close the index afterwards."""
-    with SearchIndex.open(index_dir) as index:
+    """Open ``index_dir``, yield the parsed pipeline, close the index afterwards.
+
+    The index's vectors are loaded only when the pipeline has a stage that reads them.
+    """
+    with SearchIndex.open(index_dir, vectors=needs_vectors(text)) as index:
         yield pipeline(index, text, filter=filter, fetch_docs=fetch_docs, dtype=dtype)

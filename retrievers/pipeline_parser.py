@@ -208,14 +208,53 @@ def parse_pipeline(text: str, registry: Mapping[str, Factory]) -> Stage:
         >>> stage.name  # doctest: +SKIP
         'bm25%100 | dense%100'
     """
-    # Newlines would end the expression early; spaces keep the columns where they were.
-    flat = text.replace("\r", " ").replace("\n", " ").strip()
+    flat = _flat(text)
     builder = _Builder(flat, registry)
     if not flat:
         raise PipelineError(text, None, f"empty pipeline; {builder.available()}")
+    return builder.stage(_parse(flat))
+
+
+def stage_names(text: str) -> set[str]:
+    """The stage names a pipeline text uses, read from its syntax tree; nothing is built.
+
+    Lets a caller prepare what the named stages need (an index's vectors, say) before the
+    pipeline is built. Names are not checked against a registry: :func:`parse_pipeline`
+    reports unknown ones.
+
+    Raises:
+        PipelineError: the text is empty or has a syntax error.
+
+    Example:
+        >>> sorted(stage_names("zscore(0.3*bm25%100 + 0.7*dense(k=50)) >> icr%10"))
+        ['bm25', 'dense', 'icr']
+    """
+    flat = _flat(text)
+    if not flat:
+        raise PipelineError(text, None, "empty pipeline")
+    names: set[str] = set()
+    todo = [_parse(flat)]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Call):  # options are constants, not stages
+            todo += [node.func, *node.args]
+        elif isinstance(node, ast.BinOp):
+            todo += [node.left, node.right]
+        elif isinstance(node, ast.UnaryOp):
+            todo.append(node.operand)
+    return names - set(NORMALISERS)
+
+
+def _flat(text: str) -> str:
+    # Newlines would end the expression early; spaces keep the columns where they were.
+    return text.replace("\r", " ").replace("\n", " ").strip()
+
+
+def _parse(flat: str) -> ast.expr:
     try:
-        tree = ast.parse(flat, mode="eval")
+        return ast.parse(flat, mode="eval").body
     except SyntaxError as err:
         column = min(max(err.offset or 1, 1), len(flat) + 1)
         raise PipelineError(flat, column, f"syntax error: {err.msg}") from None
-    return builder.stage(tree.body)

@@ -15,11 +15,46 @@ from pursuit.indexes.errors import IndexError_
 from pursuit.indexes.events.build import EVENTS_DIR, open_event_store
 from pursuit.indexes.events.store import EventStore
 from pursuit.indexes.filters import DocFilter
+from pursuit.indexes.manifest import add_vectors_hint
 from pursuit.indexes.protocols import Encoder
+from pursuit.indexes.vectors.store import FaissIndex
 from pursuit.retrievers.bm25 import BM25Retriever
 from pursuit.retrievers.dense import DenseRetriever
 from pursuit.retrievers.encoders import KeywordEncoder, SentenceTransformerEncoder
+from pursuit.retrievers.pipeline_parser import stage_names
 from pursuit.retrievers.stage import Stage
+
+#: The stages of :func:`index_stages` that read the index's dense vectors; the others never
+#: touch them, so an index opened for those alone can skip (or lack) its vectors.
+VECTOR_STAGES = frozenset({"dense", "events"})
+
+
+def needs_vectors(*pipelines: str) -> bool:
+    """Whether any of these pipeline texts names a stage that reads dense vectors.
+
+    Decided from each pipeline's syntax tree (:func:`stage_names`), before any index is
+    opened, so a BM25-only run neither builds nor loads vectors.
+
+    Raises:
+        PipelineError: a pipeline text that cannot be read.
+
+    Example:
+        >>> needs_vectors("bm25%100 >> icr%10"), needs_vectors("0.5*bm25 + 0.5*dense")
+        (False, True)
+    """
+    return any(stage_names(text) & VECTOR_STAGES for text in pipelines)
+
+
+def _vectors(index: SearchIndex, stage: str) -> FaissIndex:
+    """The index's loaded vectors, or an error saying how to get them."""
+    if index.vectors is not None:
+        return index.vectors
+    if index.has_vectors:
+        raise IndexError_(f"{index.path} was opened without loading its vectors "
+                          f"(vectors=False), so '{stage}' cannot run; open it with vectors=True")
+    raise IndexError_(f"{index.path} has no dense vectors, so '{stage}' cannot run; "
+                      f"{add_vectors_hint(index.path)} (or use a pipeline without "
+                      f"{' or '.join(sorted(VECTOR_STAGES))})")
 
 
 def encoder_for(index: SearchIndex, *, dtype: str = "auto") -> Encoder:
@@ -31,8 +66,7 @@ def encoder_for(index: SearchIndex, *, dtype: str = "auto") -> Encoder:
     """
     config = index.encoder_config
     if config is None:
-        raise IndexError_(f"{index.path} has no dense vectors; rebuild it with an encoder: "
-                          f"pursuit index {index.manifest.source} --out {index.path}")
+        raise IndexError_(f"{index.path} has no dense vectors; {add_vectors_hint(index.path)}")
     if config.get("kind") == "keyword":
         return KeywordEncoder(config["vocabulary"])
     if config.get("kind") == "causal-lm":
@@ -65,13 +99,10 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
         return stage
 
     def dense(**kwargs: Any) -> Stage:
-        if index.vectors is None:
-            raise IndexError_(f"{index.path} has no dense vectors, so 'dense' cannot run; rebuild "
-                              f"it with an encoder: pursuit index {index.manifest.source} "
-                              f"--out {index.path}")
+        vectors = _vectors(index, "dense")
         if not loaded:
             loaded.append(encoder_for(index, dtype=dtype))
-        stage = DenseRetriever(index.vectors, loaded[0], index.store, filter=filter,
+        stage = DenseRetriever(vectors, loaded[0], index.store, filter=filter,
                                index_name=name, fetch_docs=fetch_docs, **kwargs)
         stage.options = dict(kwargs)
         return stage
@@ -83,12 +114,12 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
         def events(**kwargs: Any) -> Stage:
             from pursuit.retrievers.events.retriever import EventAwareRetriever
 
+            vectors = _vectors(index, "events")
             if not opened:
                 opened.append(open_event_store(index))
             if not loaded:
                 loaded.append(encoder_for(index, dtype=dtype))
-            assert index.vectors is not None  # open_event_store checked it
-            stage = EventAwareRetriever(index.vectors, loaded[0], index.store, opened[0],
+            stage = EventAwareRetriever(vectors, loaded[0], index.store, opened[0],
                                         filter=filter, index_name=name, fetch_docs=fetch_docs,
                                         **kwargs)
             stage.options = dict(kwargs)

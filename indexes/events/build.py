@@ -29,6 +29,7 @@ from pursuit.indexes.events.files import (
     save_event_store,
 )
 from pursuit.indexes.events.store import Event, EventStore
+from pursuit.indexes.manifest import add_vectors_hint
 from pursuit.indexes.protocols import Encoder
 
 __all__ = ["EVENTS_DIR", "FORMAT_NAME", "FORMAT_VERSION", "Event", "EventStore",
@@ -46,9 +47,11 @@ def _index_state(index: SearchIndex) -> dict[str, Any]:
 def _dense_config(index: SearchIndex) -> Mapping[str, Any]:
     config = index.encoder_config
     if index.vectors is None or config is None:
+        if index.has_vectors:
+            raise EventStoreError(f"{index.path} was opened without loading its vectors, and "
+                                  f"events are clusters of them; open it with vectors=True")
         raise EventStoreError(f"{index.path} has no dense vectors, and events are clusters of "
-                              f"them; rebuild the index with an encoder: pursuit index "
-                              f"{index.manifest.source} --out {index.path}")
+                              f"them; {add_vectors_hint(index.path)}")
     return config
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Query, Ranking
-from pursuit.retrievers.pipeline_parser import PipelineError, parse_pipeline
+from pursuit.retrievers.pipeline_parser import PipelineError, parse_pipeline, stage_names
+from pursuit.retrievers.registry import needs_vectors
 from pursuit.retrievers.stage import RRF, Cutoff, Retriever, ScoreFusion, Stage, Then, Weighted
 
 TABLES = {
@@ -165,3 +166,23 @@ def test_empty_text_and_non_stage_factory() -> None:
 def test_columns_count_characters_not_bytes() -> None:
     message = _error("a | ééé")
     assert message.startswith("pipeline column 5: unknown stage 'ééé'")
+
+
+@pytest.mark.parametrize("text, names, vectors", [
+    ("bm25", {"bm25"}, False),
+    ("bm25%100 >> icr(model='dense', k=3)%10", {"bm25", "icr"}, False),  # an option, not a stage
+    ("0.5*bm25 + 0.5*dense", {"bm25", "dense"}, True),
+    ("zscore(0.3*bm25%100 + -0.7*dense(k=50))", {"bm25", "dense"}, True),
+    ("bm25%100 | events(pool=200)\n >> ql%5", {"bm25", "events", "ql"}, True),
+])
+def test_stage_names_come_from_the_syntax_tree(text: str, names: set[str], vectors: bool) -> None:
+    assert stage_names(text) == names
+    assert needs_vectors(text) is vectors
+    assert needs_vectors("bm25", text) is vectors  # any of several pipelines
+
+
+def test_stage_names_of_unreadable_text_is_the_parse_error() -> None:
+    with pytest.raises(PipelineError, match="syntax error: invalid syntax"):
+        stage_names("bm25 >>")
+    with pytest.raises(PipelineError, match="empty pipeline"):
+        needs_vectors(" ")

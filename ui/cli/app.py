@@ -1,5 +1,5 @@
-"""The ``pursuit`` command line: index, add, delete, search, ask, eval, compare, serve, demo,
-events build, and ``train`` (:mod:`pursuit.ui.cli.train`); output helpers live in
+"""The ``pursuit`` command line: index, add, delete, add-vectors, search, ask, eval, compare,
+serve, demo, events build, and ``train`` (:mod:`pursuit.ui.cli.train`); output helpers live in
 :mod:`pursuit.ui.cli.output`.
 
 Every command prints readable output by default and one JSON document with ``--json``;
@@ -54,7 +54,7 @@ def index(
                                                ".txt/.md/.html files, or 'pydocs'.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or replace.")],
     encoder: Annotated[str | None, typer.Option(help="Dense encoder: hub id or local path.")] = None,
-    dense: Annotated[bool, typer.Option("--dense/--no-dense", help="Build dense vectors.")] = True,
+    vectors: Annotated[bool, typer.Option("--vectors/--no-vectors", "--dense/--no-dense", help="Build dense vectors; --no-vectors builds the store and BM25 only (seconds), 'pursuit add-vectors' adds them later.")] = True,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string: Flat, HNSW32, IVF256,Flat.")] = None,
     field: Annotated[list[str] | None, typer.Option(help="Field mapping for JSON records, e.g. --field text=body.")] = None,
     dtype: DtypeOpt = None,
@@ -63,12 +63,14 @@ def index(
     """Build an index (documents, BM25, dense vectors) from SOURCE into --out.
 
     The build goes to a temporary folder renamed into place at the end, so an interrupted
-    build leaves the previous index untouched.
+    build leaves the previous index untouched. With --no-vectors no encoder runs; pipelines
+    of bm25 and rerankers work on such an index, and 'pursuit add-vectors' adds the vectors
+    that dense, hybrid and events stages need.
     """
     from pursuit.ui.cli.indexing import build_index
 
     settings = _settings(encoder=encoder, factory=factory, dtype=dtype)
-    index = build_index(source, out, settings=settings, dense=dense,
+    index = build_index(source, out, settings=settings, vectors=vectors,
                         fields=_pairs(field, "--field"), console=console)
     close_and_report(index, as_json, lambda n: f"[green]Indexed[/] {n:,} documents into {out}")
 
@@ -99,6 +101,29 @@ def delete(
     index = SearchIndex.open(index_dir).delete(ids)
     close_and_report(index, as_json,
                       lambda n: f"[green]Deleted[/] {len(ids)}; {n:,} documents left")
+
+
+@app.command(name="add-vectors")
+def add_vectors(
+    index_dir: Annotated[Path, typer.Argument(help="An existing index directory.")],
+    encoder: Annotated[str | None, typer.Option(help="Dense encoder: hub id, local path or LLM-QL checkpoint (default: the configured one).")] = None,
+    factory: Annotated[str | None, typer.Option(help="FAISS factory string: Flat, HNSW32, IVF256,Flat.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Re-encode an index whose vectors came from another encoder.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add dense vectors to an index built without them ('pursuit index --no-vectors').
+
+    Every document is encoded once, so that dense, hybrid and events stages can run; the
+    index is updated copy-on-write, so an interrupted run leaves it as it was. An index that
+    already has vectors from the encoder is left as it is.
+    """
+    from pursuit.ui.cli.indexing import add_vectors as add_index_vectors
+
+    index = add_index_vectors(index_dir, settings=_settings(encoder=encoder, factory=factory),
+                              replace=replace, console=console)
+    model = (index.encoder_config or {}).get("model_id", "?")
+    close_and_report(index, as_json,
+                     lambda n: f"[green]Index holds dense vectors[/] of {n:,} documents ({model})")
 
 
 @app.command()

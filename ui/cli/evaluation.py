@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from pursuit.rerankers.pipelines import pipeline as pipeline_stage
 from pursuit.rerankers.pipelines import pipelines as pipeline_stages
 from pursuit.retrievers.evaluation.batch import run_pipeline
 from pursuit.retrievers.evaluation.compare import Comparison, compare
+from pursuit.retrievers.registry import needs_vectors
 from pursuit.ui.cli.datasets import dataset_index, load_dataset
 from pursuit.ui.settings import Settings
 
@@ -34,11 +35,14 @@ def _subset(dataset: Dataset, limit: int | None) -> Dataset:
 
 
 def _open(dataset_path: Path, split: str, limit: int | None, index_dir: Path | None,
-          settings: Settings, console: Console | None) -> tuple[Dataset, SearchIndex]:
+          settings: Settings, console: Console | None,
+          pipelines: Collection[str]) -> tuple[Dataset, SearchIndex]:
     dataset = _subset(load_dataset(dataset_path, split=split), limit)
+    vectors = needs_vectors(*pipelines)  # a BM25-only run neither builds nor loads them
     if index_dir is not None:
-        return dataset, SearchIndex.open(index_dir)
-    return dataset, dataset_index(dataset, settings, source=str(dataset_path), console=console)
+        return dataset, SearchIndex.open(index_dir, vectors=vectors)
+    return dataset, dataset_index(dataset, settings, source=str(dataset_path), vectors=vectors,
+                                  console=console)
 
 
 def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
@@ -50,7 +54,7 @@ def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
     Returns:
         ``{"queries": n, "metrics": {measure: value}}``.
     """
-    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
+    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console, [pipeline])
     with index:
         stage = pipeline_stage(index, pipeline, dtype=settings.dtype)
         result = run_pipeline(stage, dataset, out=out, progress=console is not None)
@@ -88,7 +92,8 @@ def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baselin
     if not systems:
         dataset = _subset(load_dataset(dataset_path, split=split), limit)
         return compare(_read_runs(runs, dataset, console), dataset, baseline)
-    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console)
+    dataset, index = _open(dataset_path, split, limit, index_dir, settings, console,
+                           systems.values())
     with index:
         ranked: dict[str, Any] = dict(pipeline_stages(index, systems, dtype=settings.dtype))
         ranked.update(_read_runs(runs, dataset, console))

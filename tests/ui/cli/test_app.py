@@ -42,6 +42,7 @@ def test_index_search_add_delete(cli_run, notes: Path, tmp_path: Path) -> None: 
     (more / "geysers.md").write_text("# Geysers\nA geyser erupts hot water, like a volcano.\n")
     code, out, _ = cli_run(["add", idx, str(more), "--json"])
     assert code == 0 and json.loads(out)["n_docs"] == 4
+    assert json.loads(out)["components"] == ["bm25", "store"]  # still no vectors
     code, out, _ = cli_run(["search", "volcano", "--index", idx, "-p", "bm25", "--json"])
     assert sorted(h["id"] for h in json.loads(out)["hits"]) == ["geysers.md", "lava.txt"]
 
@@ -108,6 +109,11 @@ def test_eval_writes_run_metrics_and_provenance(cli_run, tmp_path: Path) -> None
     assert code == 0, err
     assert json.loads(out)["baseline"] == "a"
 
+    code, out, err = cli_run(["eval", str(data), "-p", "0.5*bm25 + 0.5*dense", "--index", idx])
+    assert code == 1 and out == ""  # a given index is the user's: named, not changed
+    assert f"add them with: pursuit add-vectors {idx}" in " ".join(err.split())
+    assert not (Path(idx) / "dense").exists()
+
 
 def test_compare_saved_runs_without_an_index(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = _tiny_dataset(tmp_path / "tiny")
@@ -150,7 +156,8 @@ def test_compare_run_errors(cli_run, tmp_path: Path, argv: list[str], message: s
     (["index", "no/such/place", "--out", "x"], "no/such/place"),
     (["search", "q", "--index", "no-index-here"], "no index at no-index-here"),
     (["search", "q", "--index", "IDX", "-p", "bm25 >>"], "column"),
-    (["search", "q", "--index", "IDX", "-p", "dense"], "has no dense vectors"),
+    (["search", "q", "--index", "IDX", "-p", "dense"],
+     "has no dense vectors, so 'dense' cannot run; add them with: pursuit add-vectors IDX"),
     (["search", "q", "--index", "IDX", "-p", "bm2"], "bm25"),
 ])
 def test_failures_exit_1_with_a_message(cli_run, notes: Path, tmp_path: Path, argv, message) -> None:  # type: ignore[no-untyped-def]
@@ -158,4 +165,79 @@ def test_failures_exit_1_with_a_message(cli_run, notes: Path, tmp_path: Path, ar
     cli_run(["index", str(notes), "--out", idx, "--no-dense"])
     code, out, err = cli_run([a.replace("IDX", idx) for a in argv])
     assert code == 1 and out == ""
-    assert err.startswith("error: ") and message in err
+    assert err.startswith("error: ") and message.replace("IDX", idx) in err
+
+
+def _files(path: Path) -> dict[str, tuple[int, int]]:
+    """Each file under ``path`` -> (inode, mtime in ns): any rewrite changes one of them."""
+    return {str(f.relative_to(path)): (f.stat().st_ino, f.stat().st_mtime_ns)
+            for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def _components(index: Path) -> list[str]:
+    return sorted(json.loads((index / "manifest.json").read_text())["components"])
+
+
+@pytest.mark.model
+def test_eval_builds_only_what_its_pipelines_read(cli_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = _tiny_dataset(tmp_path / "tiny")
+    code, out, err = cli_run(["eval", str(data), "-p", "bm25", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["nDCG@10"] == 1.0
+    [cached] = list((tmp_path / "cache" / "indexes").iterdir())
+    assert sorted(p.name for p in cached.iterdir()) == ["bm25", "docs.sqlite", "manifest.json"]
+    assert _components(cached) == ["bm25", "store"]
+    assert "(BM25 only; vectors come when a pipeline needs them)" in " ".join(err.split())
+
+    code, out, err = cli_run(["compare", str(data), "-p", "a=bm25", "-p", "b=bm25%1", "--json"])
+    assert code == 0, err
+    assert _components(cached) == ["bm25", "store"] and "Indexing" not in err
+
+    code, out, err = cli_run(["eval", str(data), "-p", "dense", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["nDCG@10"] == 1.0
+    assert "Adding dense vectors (all-MiniLM-L6-v2) of 3 documents" in " ".join(err.split())
+    assert _components(cached) == ["bm25", "dense", "store"]
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no staging folder left
+    vectors = _files(cached / "dense")
+
+    code, out, err = cli_run(["compare", str(data), "-p", "hybrid=0.5*bm25 + 0.5*dense",
+                              "-p", "bm25=bm25", "--json"])
+    assert code == 0, err
+    assert "Adding" not in err and "Indexing" not in err
+    assert _files(cached / "dense") == vectors  # reused, not encoded again
+
+
+@pytest.mark.model
+def test_index_without_vectors_then_add_vectors(cli_run, notes: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    idx = tmp_path / "idx"
+    code, out, err = cli_run(["index", str(notes), "--out", str(idx), "--no-vectors", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["components"] == ["bm25", "store"]
+    assert not (idx / "dense").exists()
+    code, out, err = cli_run(["search", "snake", "--index", str(idx), "-p", "0.5*bm25 + 0.5*dense"])
+    assert code == 1 and f"add them with: pursuit add-vectors {idx}" in " ".join(err.split())
+
+    code, out, err = cli_run(["add-vectors", str(idx), "--json"])
+    assert code == 0, err
+    assert json.loads(out)["components"] == ["bm25", "dense", "store"]
+    manifest = json.loads((idx / "manifest.json").read_text())
+    assert manifest["components"]["dense"]["vectors"]["count"] == 3
+    code, out, err = cli_run(["search", "a large reptile", "--index", str(idx), "-p", "dense",
+                              "--json"])
+    assert code == 0, err
+    assert json.loads(out)["hits"][0]["id"] == "snake.html"
+
+    vectors = _files(idx / "dense")
+    code, out, err = cli_run(["add-vectors", str(idx)])
+    assert code == 0 and "Encoding" not in err and "Index holds dense vectors of 3" in err
+    assert _files(idx / "dense") == vectors
+
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "geysers.md").write_text("# Geysers\nA geyser erupts hot water, like a volcano.\n")
+    assert cli_run(["add", str(idx), str(more)])[0] == 0  # encoded with the index's encoder
+    code, out, err = cli_run(["search", "hot spring spouting water", "--index", str(idx),
+                              "-p", "dense", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["hits"][0]["id"] == "geysers.md"
