@@ -38,6 +38,11 @@ DEFAULT_PIPELINE = "0.5*bm25 + 0.5*dense"
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help=(
     "Pipeline in textual form, e.g. 'bm25', 'bm25%100 | dense%100', '0.3*bm25 + 0.7*dense'."))]
+KeepIdsOpt = Annotated[bool, typer.Option("--keep-identical-ids", help=(
+    "Keep a retrieved document whose id equals the query id. By default it is dropped (and "
+    "each retriever searches one deeper), as BEIR and Anserini evaluate: on sets whose "
+    "queries are corpus documents (ArguAna, Quora, SciDocs) a query would otherwise find "
+    "itself at rank 1, and published figures assume it is dropped."))]
 
 
 def _settings(**flags: Any) -> Settings:
@@ -159,16 +164,23 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus (default: built once and cached).")] = None,
+    keep_identical_ids: KeepIdsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline over a dataset's queries and report nDCG@10, R@100, MRR@10 and MAP."""
     from pursuit.ui.evaluation import evaluate_pipeline
 
     result = evaluate_pipeline(dataset, pipeline, settings=_settings(), out=out, limit=limit,
-                               split=split, index_dir=index_dir, console=console)
+                               split=split, index_dir=index_dir, console=console,
+                               keep_identical_ids=True if keep_identical_ids else None)
+    if result["queries_in_corpus"] and not result["keep_identical_ids"]:
+        console.print(f"{result['queries_in_corpus']:,} of {result['queries']:,} queries are "
+                      "corpus documents too; each query's own document was not counted in its "
+                      "ranking (BEIR's convention; --keep-identical-ids keeps it)")
     if as_json:
         emit({"pipeline": pipeline, "dataset": str(dataset), "split": split,
                "queries": result["queries"], "metrics": result["metrics"],
+               "keep_identical_ids": result["keep_identical_ids"],
                "out": str(out) if out else None})
         return
     table = Table(title=f"{pipeline} on {dataset.name} ({split}, {result['queries']} queries)")
@@ -190,6 +202,7 @@ def compare(
     limit: Annotated[int | None, typer.Option(help="Use only the first N queries.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus.")] = None,
+    keep_identical_ids: KeepIdsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare pipelines and saved TREC runs on a dataset with paired t-tests (Holm-corrected)
@@ -201,7 +214,8 @@ def compare(
     first = next(iter(systems), next(iter(runs), None))
     comparison = compare_pipelines(dataset, systems, runs=runs, baseline=baseline or first or "",
                                    settings=_settings(), limit=limit, split=split,
-                                   index_dir=index_dir, console=console)
+                                   index_dir=index_dir, console=console,
+                                   keep_identical_ids=True if keep_identical_ids else None)
     if as_json:
         emit(comparison.to_dict())
     else:
