@@ -8,6 +8,12 @@ A BEIR folder holds::
 
 ``queries.jsonl`` may hold the queries of every split (SciFact's holds train and test), so
 :func:`read_beir` keeps only the queries that the chosen split's qrels judge.
+
+BEIR evaluates with one convention of its own: a retrieved document whose id equals the
+query id is not counted (on ArguAna, Quora or SciDocs a query is itself a corpus document
+and would otherwise find itself at rank 1). :func:`read_beir` marks its datasets with
+``drop_identical_ids=True`` so that evaluation follows it; see
+:mod:`pursuit.retrievers.evaluation.identical_ids`.
 """
 
 from __future__ import annotations
@@ -34,12 +40,16 @@ class Dataset:
         corpus: The documents, in file order.
         queries: The queries judged in the split, in file order.
         qrels: Query id -> doc id -> graded relevance.
+        drop_identical_ids: Evaluation convention: leave a query's own document (the one
+            whose id equals the query id) out of its ranking, as BEIR and Anserini do.
+            ``True`` for datasets read from BEIR folders, ``False`` by default.
     """
 
     name: str
     corpus: list[Doc]
     queries: list[Query]
     qrels: dict[str, dict[str, int]]
+    drop_identical_ids: bool = False
 
 
 def _string_field(obj: Mapping[str, Any], key: str, path: Path, line: int, *,
@@ -169,7 +179,8 @@ def read_beir(folder: str | Path, split: str = "test", *, name: str | None = Non
         name: Dataset name; defaults to the folder name.
 
     Returns:
-        The corpus in file order, the split's queries in ``queries.jsonl`` order, the qrels.
+        The corpus in file order, the split's queries in ``queries.jsonl`` order, the qrels,
+        and ``drop_identical_ids=True`` (BEIR's evaluation convention).
 
     Raises:
         FormatError: A missing or malformed file, or a qrels query id that
@@ -197,7 +208,7 @@ def read_beir(folder: str | Path, split: str = "test", *, name: str | None = Non
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise FormatError(qrels_path, None, f"{len(missing)} judged query id(s) are not in "
                           f"queries.jsonl: {shown}")
-    return Dataset(name or folder.name, corpus, queries, qrels)
+    return Dataset(name or folder.name, corpus, queries, qrels, drop_identical_ids=True)
 
 
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -7,8 +7,14 @@ folder of three files:
 * ``run.trec`` — the rankings as a TREC run (``trec_eval`` gives the numbers of
   ``metrics.json``);
 * ``metrics.json`` — the mean and per-query value of every measure;
-* ``provenance.json`` — pipeline text, index paths, dataset, query count and limit, time,
-  wall time, and the versions of pursuit, Python and the libraries that shape results.
+* ``provenance.json`` — pipeline text, index paths, dataset, query count and limit,
+  whether a query's own document was kept (``keep_identical_ids``), time, wall time, and
+  the versions of pursuit, Python and the libraries that shape results.
+
+On a dataset read from a BEIR folder a retrieved document whose id equals the query id is
+dropped, as BEIR does (:mod:`pursuit.retrievers.evaluation.identical_ids`): where some query id is a
+corpus id, the pipeline's retrievers search one deeper and drop it before any cutoff; and
+``run.trec`` holds the rankings as evaluated.
 
 The folder is written beside its destination under a hidden temporary name and renamed
 into place at the end, so an interrupted run leaves no half-written output.
@@ -44,6 +50,12 @@ from pursuit.indexes.datasets.beir import Dataset
 from pursuit.indexes.datasets.trec import write_run
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Ranking
+from pursuit.retrievers.evaluation.identical_ids import (
+    drop_identical_ids,
+    keeps_identical_ids,
+    queries_in_corpus,
+    stage_to_run,
+)
 from pursuit.retrievers.evaluation.metrics import DEFAULT_MEASURES, EvalResult, evaluate
 from pursuit.retrievers.stage import RRF, Cutoff, Retriever, ScoreFusion, Stage, Then, Weighted
 
@@ -126,6 +138,7 @@ def run_pipeline(
     measures: Sequence[str] = DEFAULT_MEASURES,
     split: str | None = None,
     overwrite: bool = False,
+    keep_identical_ids: bool | None = None,
 ) -> RunResult:
     """Run a pipeline over a dataset's queries, evaluate it, and optionally save it.
 
@@ -139,6 +152,11 @@ def run_pipeline(
         measures: ir-measures names to evaluate.
         split: Dataset split, recorded in the provenance (e.g. ``"test"``).
         overwrite: Replace an existing ``out`` folder instead of refusing to run.
+        keep_identical_ids: Keep a retrieved document whose id equals the query id.
+            ``None`` follows the dataset (``not dataset.drop_identical_ids``: dropped for
+            BEIR folders, as BEIR and Anserini do, kept otherwise). When dropped, each
+            retriever searches one deeper so rankings keep their depth, and the saved run
+            and the metrics both leave the document out.
 
     Returns:
         The rankings, the evaluation and the provenance.
@@ -160,6 +178,9 @@ def run_pipeline(
     if out is not None and out.exists() and not overwrite:
         raise PursuitError(f"{out} already exists; choose another --out or pass --overwrite")
     queries = dataset.queries[:limit] if limit is not None else list(dataset.queries)
+    keep = keeps_identical_ids(keep_identical_ids, dataset)
+    runner = stage_to_run(stage, keep=keep, queries=queries, corpus=dataset.corpus)
+    in_corpus = queries_in_corpus(queries, dataset.corpus)
     started = time.perf_counter()
     rankings: list[Ranking] = []
     console = Console(stderr=True)
@@ -171,15 +192,16 @@ def run_pipeline(
         task = bar.add_task(f"{stage.name} on {dataset.name}", total=len(queries))
         for start in range(0, len(queries), batch_size):
             chunk = queries[start:start + batch_size]
-            ranked = stage.batch(chunk)
+            ranked = runner.batch(chunk)
             if len(ranked) != len(chunk):
                 raise PursuitError(f"stage {stage.name!r} returned {len(ranked)} rankings for "
                                    f"{len(chunk)} queries; batch() must return one per query")
-            rankings.extend(ranked)
+            rankings.extend(ranked if keep else drop_identical_ids(ranked))
             bar.advance(task, len(chunk))
     run_ids = {q.id for q in queries}
     qrels = {q: rels for q, rels in dataset.qrels.items() if q in run_ids}
-    metrics = evaluate(rankings, qrels, measures) if qrels else None
+    metrics = (evaluate(rankings, qrels, measures, keep_identical_ids=keep)
+               if qrels else None)
     indexes = _stage_indexes(stage) | {r.provenance.index for r in rankings
                                        if r.provenance.index is not None}
     provenance: dict[str, Any] = {
@@ -187,7 +209,9 @@ def run_pipeline(
         "indexes": sorted(indexes),
         "dataset": {"name": dataset.name, "split": split, "queries": len(queries),
                     "judged_queries": len(qrels), "total_queries": len(dataset.queries),
-                    "limit": limit},
+                    "limit": limit,
+                    "queries_in_corpus": in_corpus},
+        "keep_identical_ids": keep,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "platform": platform.platform(),

@@ -7,6 +7,10 @@ per measure (Holm-Bonferroni by default), and a system differs significantly whe
 adjusted p-value is below ``alpha``. Queries without a ranking count 0, as in
 :func:`pursuit.retrievers.evaluation.metrics.evaluate`.
 
+On a dataset read from a BEIR folder a retrieved document whose id equals the query id is
+dropped before scoring, from pipelines (which search one deeper) and from given rankings
+alike, as BEIR does (:mod:`pursuit.retrievers.evaluation.identical_ids`).
+
 Two edge cases follow the data rather than scipy's NaN: a system whose per-query values
 all equal the baseline's gets p = 1, and with fewer than two queries no test is run
 (p is ``None``, never significant).
@@ -26,6 +30,11 @@ from scipy.stats import ttest_rel
 from pursuit.indexes.datasets.beir import Dataset
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Ranking
+from pursuit.retrievers.evaluation.identical_ids import (
+    drop_identical_ids,
+    keeps_identical_ids,
+    stage_to_run,
+)
 from pursuit.retrievers.evaluation.metrics import DEFAULT_MEASURES, EvalResult, evaluate
 from pursuit.retrievers.stage import Stage
 
@@ -91,14 +100,17 @@ class Comparison:
     correction: str
     queries: int
     rows: tuple[SystemRow, ...]
+    keep_identical_ids: bool = True
 
     def caption(self) -> str:
-        """What the marks mean, in one sentence."""
+        """What the marks mean, in one sentence (and the identical-id convention if used)."""
         corrected = "uncorrected" if self.correction == "none" else f"{self.correction}-corrected"
         others = len(self.rows) - 1
+        dropped = "" if self.keep_identical_ids else (
+            "; a document whose id equals the query id is not counted (BEIR)")
         return (f"{MARK} {corrected} p < {self.alpha:g} vs {self.baseline} (paired two-sided "
                 f"t-test over {self.queries} queries, {others} system(s) per measure); "
-                f"W/T/L: per-query wins/ties/losses on {self.measures[0]}")
+                f"W/T/L: per-query wins/ties/losses on {self.measures[0]}{dropped}")
 
     def to_table(self, *, show_p: bool = False) -> Table:
         """A rich table: means with ``†`` where significant; ``show_p`` adds adjusted p."""
@@ -151,6 +163,7 @@ def compare(
     measures: Sequence[str] = DEFAULT_MEASURES,
     alpha: float = 0.05,
     correction: str = "holm",
+    keep_identical_ids: bool | None = None,
 ) -> Comparison:
     """Evaluate several systems on a dataset and test each against a baseline.
 
@@ -162,6 +175,10 @@ def compare(
         alpha: Significance level for the adjusted p-values.
         correction: ``"holm"``, ``"bonferroni"`` or ``"none"``, over the non-baseline
             systems, separately for each measure.
+        keep_identical_ids: Keep a retrieved document whose id equals the query id.
+            ``None`` follows the dataset (dropped for BEIR folders, as BEIR does; kept
+            otherwise). When dropped, stages search one deeper so their rankings keep
+            their depth; given rankings lose the document and hold one fewer.
 
     Raises:
         PursuitError: Unknown baseline or correction, or no judged query in the dataset.
@@ -180,13 +197,20 @@ def compare(
     if not qrels:
         raise PursuitError(f"dataset {dataset.name!r} has no judged query among its queries")
     qids = sorted(qrels)
+    keep = keeps_identical_ids(keep_identical_ids, dataset)
     results: dict[str, EvalResult] = {}
     pipelines: dict[str, str] = {}
     for name, system in systems.items():
-        rankings = system.batch(dataset.queries) if isinstance(system, Stage) else list(system)
+        if isinstance(system, Stage):
+            rankings = stage_to_run(system, keep=keep, queries=dataset.queries,
+                                    corpus=dataset.corpus).batch(dataset.queries)
+        else:
+            rankings = list(system)
         pipelines[name] = system.name if isinstance(system, Stage) else (
             rankings[0].provenance.pipeline if rankings else "")
-        results[name] = evaluate(rankings, qrels, measures)
+        if not keep:
+            rankings = drop_identical_ids(rankings)
+        results[name] = evaluate(rankings, qrels, measures, keep_identical_ids=keep)
     names = list(results[baseline].aggregate)
     others = [s for s in systems if s != baseline]
     cells: dict[str, dict[str, MeasureResult]] = {s: {} for s in systems}
@@ -207,4 +231,5 @@ def compare(
     rows = tuple(SystemRow(s, pipelines[s], s == baseline, cells[s])
                  for s in [baseline, *others])
     return Comparison(dataset=dataset.name, baseline=baseline, measures=tuple(names),
-                      alpha=alpha, correction=correction, queries=len(qids), rows=rows)
+                      alpha=alpha, correction=correction, queries=len(qids), rows=rows,
+                      keep_identical_ids=keep)

@@ -16,6 +16,9 @@ same run. Conventions, all trec_eval's:
   that file gives the same numbers.
 * ``RR@k`` is trec_eval's ``recip_rank`` over the top ``k`` documents (``-M k``);
   pytrec_eval has no cutoff for it, and its ir-measures adapter would silently drop one.
+* With ``keep_identical_ids=False`` a retrieved document whose id equals the query id is
+  removed before scoring (BEIR's convention, see :mod:`pursuit.retrievers.evaluation.identical_ids`);
+  the documents below it move up one place.
 
 Measures trec_eval lacks (e.g. ``Judged@10``) are computed by the provider ir-measures
 picks for them; say so if you report them next to trec_eval numbers.
@@ -116,6 +119,8 @@ def evaluate(
     rankings: Sequence[Ranking],
     qrels: Mapping[str, Mapping[str, int]],
     measures: Sequence[str | Measure] = DEFAULT_MEASURES,
+    *,
+    keep_identical_ids: bool = True,
 ) -> EvalResult:
     """Score rankings against relevance judgements.
 
@@ -123,6 +128,11 @@ def evaluate(
         rankings: One ranking per query (query ids must be unique).
         qrels: Query id -> document id -> relevance grade (0 = judged not relevant).
         measures: ir-measures names, e.g. ``("nDCG@10", "R@100", "RR@10", "AP")``.
+        keep_identical_ids: ``False`` drops a retrieved document whose id equals its
+            query's id before scoring, as BEIR's evaluation does; a ranking cut at ``k``
+            then scores ``k - 1`` documents for such a query, so let the pipeline drop it
+            first (:func:`pursuit.retrievers.evaluation.identical_ids.excluding_identical_ids`) where it
+            can.
 
     Returns:
         Means over every query in ``qrels`` (missing rankings count 0) and per-query values.
@@ -143,7 +153,11 @@ def evaluate(
     }
     if not judged:
         raise PursuitError("qrels are empty: there is nothing to evaluate against")
-    run = {qid: docs for qid, docs in run_dict(rankings).items() if qid in judged and docs}
+    run = run_dict(rankings)
+    if not keep_identical_ids:
+        for qid, docs in run.items():
+            docs.pop(qid, None)  # scores still fall down the ranking, so order is kept
+    run = {qid: docs for qid, docs in run.items() if qid in judged and docs}
     per_query: dict[str, dict[str, float]] = {}
     aggregate: dict[str, float] = {}
     for name, measure in parsed.items():

@@ -42,6 +42,11 @@ DtypeOpt = Annotated[str | None, typer.Option(help=(
     "What in-process models compute in: auto (bfloat16 on CUDA GPUs and CPUs with "
     "AVX512-BF16 or AMX, float32 elsewhere), bfloat16, float32 or float16 (also "
     "PURSUIT_DTYPE). A reranker's own option, e.g. icr(dtype=float32), wins."))]
+KeepIdsOpt = Annotated[bool, typer.Option("--keep-identical-ids", help=(
+    "Keep a retrieved document whose id equals the query id. By default it is dropped (and "
+    "each retriever searches one deeper), as BEIR and Anserini evaluate: on sets whose "
+    "queries are corpus documents (ArguAna, Quora, SciDocs) a query would otherwise find "
+    "itself at rank 1, and published figures assume it is dropped."))]
 
 
 def _settings(**flags: Any) -> Settings:
@@ -193,16 +198,23 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus (default: built once and cached).")] = None,
     dtype: DtypeOpt = None,
+    keep_identical_ids: KeepIdsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline over a dataset's queries and report nDCG@10, R@100, MRR@10 and MAP."""
     from pursuit.ui.cli.evaluation import evaluate_pipeline
 
-    result = evaluate_pipeline(dataset, pipeline, settings=_settings(dtype=dtype), out=out,
-                               limit=limit, split=split, index_dir=index_dir, console=console)
+    result = evaluate_pipeline(dataset, pipeline, settings=_settings(dtype=dtype), out=out, limit=limit,
+                               split=split, index_dir=index_dir, console=console,
+                               keep_identical_ids=True if keep_identical_ids else None)
+    if result["queries_in_corpus"] and not result["keep_identical_ids"]:
+        console.print(f"{result['queries_in_corpus']:,} of {result['queries']:,} queries are "
+                      "corpus documents too; each query's own document was not counted in its "
+                      "ranking (BEIR's convention; --keep-identical-ids keeps it)")
     if as_json:
         emit({"pipeline": pipeline, "dataset": str(dataset), "split": split,
                "queries": result["queries"], "metrics": result["metrics"],
+               "keep_identical_ids": result["keep_identical_ids"],
                "out": str(out) if out else None})
         return
     table = Table(title=f"{pipeline} on {dataset.name} ({split}, {result['queries']} queries)")
@@ -225,6 +237,7 @@ def compare(
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     index_dir: Annotated[Path | None, typer.Option("--index", help="Index of the dataset's corpus.")] = None,
     dtype: DtypeOpt = None,
+    keep_identical_ids: KeepIdsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare pipelines and saved TREC runs on a dataset with paired t-tests (Holm-corrected)
@@ -236,7 +249,8 @@ def compare(
     first = next(iter(systems), next(iter(runs), None))
     comparison = compare_pipelines(dataset, systems, runs=runs, baseline=baseline or first or "",
                                    settings=_settings(dtype=dtype), limit=limit, split=split,
-                                   index_dir=index_dir, console=console)
+                                   index_dir=index_dir, console=console,
+                                   keep_identical_ids=True if keep_identical_ids else None)
     if as_json:
         emit(comparison.to_dict())
     else:

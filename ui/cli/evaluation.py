@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ def _subset(dataset: Dataset, limit: int | None) -> Dataset:
         raise PursuitError(f"--limit must be a positive number of queries, got {limit}")
     queries = dataset.queries[:limit]
     kept = {q.id for q in queries}
-    return Dataset(dataset.name, dataset.corpus, queries,
-                   {q: r for q, r in dataset.qrels.items() if q in kept})
+    return replace(dataset, queries=queries,
+                   qrels={q: r for q, r in dataset.qrels.items() if q in kept})
 
 
 def _open(dataset_path: Path, split: str, limit: int | None, index_dir: Path | None,
@@ -47,31 +48,39 @@ def _open(dataset_path: Path, split: str, limit: int | None, index_dir: Path | N
 
 def evaluate_pipeline(dataset_path: Path, pipeline: str, *, settings: Settings,
                       out: Path | None = None, limit: int | None = None, split: str = "test",
-                      index_dir: Path | None = None,
+                      index_dir: Path | None = None, keep_identical_ids: bool | None = None,
                       console: Console | None = None) -> dict[str, Any]:
     """Run ``pipeline`` over the dataset's queries; write run, metrics and provenance to ``out``.
 
+    ``keep_identical_ids`` as in :func:`~pursuit.retrievers.evaluation.batch.run_pipeline` (``None``:
+    a query's own document is dropped, as BEIR does).
+
     Returns:
-        ``{"queries": n, "metrics": {measure: value}}``.
+        ``{"queries": n, "metrics": {measure: value}, "keep_identical_ids": bool,
+        "queries_in_corpus": n}``.
     """
     dataset, index = _open(dataset_path, split, limit, index_dir, settings, console, [pipeline])
     with index:
         stage = pipeline_stage(index, pipeline, dtype=settings.dtype)
-        result = run_pipeline(stage, dataset, out=out, progress=console is not None)
-    return {"queries": len(dataset.queries), "metrics": dict(result.metrics.aggregate)}
+        result = run_pipeline(stage, dataset, out=out, progress=console is not None,
+                              keep_identical_ids=keep_identical_ids)
+    return {"queries": len(dataset.queries), "metrics": dict(result.metrics.aggregate),
+            "keep_identical_ids": result.provenance["keep_identical_ids"],
+            "queries_in_corpus": result.provenance["dataset"]["queries_in_corpus"]}
 
 
 def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baseline: str,
                       settings: Settings, runs: Mapping[str, Path] | None = None,
                       limit: int | None = None, split: str = "test",
-                      index_dir: Path | None = None,
+                      index_dir: Path | None = None, keep_identical_ids: bool | None = None,
                       console: Console | None = None) -> Comparison:
     """Compare named pipelines and saved TREC runs against ``baseline`` with paired,
     Holm-corrected t-tests.
 
     Pipelines run over the dataset's index (built when needed); runs are read from their
     files, so rankings computed earlier (or elsewhere) are tested with the same queries and
-    judgements. With runs only, no index is opened. A judged query a run has no ranking for
+    judgements. With runs only, no index is opened. ``keep_identical_ids`` as in
+    :func:`~pursuit.retrievers.evaluation.compare.compare`. A judged query a run has no ranking for
     scores 0 (as ``trec_eval -c``), and ``console`` is told how many there are.
 
     Raises:
@@ -91,13 +100,15 @@ def compare_pipelines(dataset_path: Path, systems: Mapping[str, str], *, baselin
                            f"{', '.join(names)}")
     if not systems:
         dataset = _subset(load_dataset(dataset_path, split=split), limit)
-        return compare(_read_runs(runs, dataset, console), dataset, baseline)
+        return compare(_read_runs(runs, dataset, console), dataset, baseline,
+                       keep_identical_ids=keep_identical_ids)
     dataset, index = _open(dataset_path, split, limit, index_dir, settings, console,
                            systems.values())
     with index:
         ranked: dict[str, Any] = dict(pipeline_stages(index, systems, dtype=settings.dtype))
         ranked.update(_read_runs(runs, dataset, console))
-        return compare({n: ranked[n] for n in names}, dataset, baseline)
+        return compare({n: ranked[n] for n in names}, dataset, baseline,
+                       keep_identical_ids=keep_identical_ids)
 
 
 def _read_runs(runs: Mapping[str, Path], dataset: Dataset,

@@ -73,7 +73,8 @@ def test_limit_restricts_queries_and_evaluation() -> None:
     assert result.metrics.per_query["RR@10"] == pytest.approx({"q1": 1.0, "q2": 1 / 3})
     assert result.provenance["dataset"] == {"name": "toy", "split": None, "queries": 2,
                                             "judged_queries": 2, "total_queries": 5,
-                                            "limit": 2}
+                                            "limit": 2, "queries_in_corpus": 0}
+    assert result.provenance["keep_identical_ids"] is True  # not a BEIR folder: as before
 
 
 def test_no_judged_query_gives_no_metrics(tmp_path: Path) -> None:
@@ -105,7 +106,9 @@ def test_writes_run_metrics_and_provenance(tmp_path: Path) -> None:
     assert prov["pipeline"] == "rot%2 >> rot"
     assert prov["indexes"] == ["/idx/other", "/idx/rot"]
     assert prov["dataset"] == {"name": "toy", "split": "test", "queries": 5,
-                               "judged_queries": 4, "total_queries": 5, "limit": None}
+                               "judged_queries": 4, "total_queries": 5, "limit": None,
+                               "queries_in_corpus": 0}
+    assert prov["keep_identical_ids"] is True
     assert prov["versions"]["pursuit"] == __version__
     assert set(prov["versions"]) >= {"python", "numpy", "torch", "bm25s", "faiss",
                                      "transformers"}
