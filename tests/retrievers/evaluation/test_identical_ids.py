@@ -25,8 +25,8 @@ from pursuit.retrievers.evaluation.batch import run_pipeline
 from pursuit.retrievers.evaluation.compare import compare
 from pursuit.retrievers.evaluation.identical_ids import drop_identical_ids, excluding_identical_ids
 from pursuit.retrievers.evaluation.metrics import evaluate
-from pursuit.ui.cli.app import app as cli
-from pursuit.ui.cli.stages import pipeline_over
+from pursuit.ui.cli import app as cli
+from pursuit.rerankers.pipelines import pipeline
 
 CORPUS = [
     ("a1", "Nuclear power", "Nuclear power is clean energy: reactors cut carbon emissions."),
@@ -168,7 +168,7 @@ def test_compare_drops_the_query_document_from_saved_runs(cli_run, beir: Path,  
 
 
 def test_library_default_follows_the_dataset(beir: Path, index: SearchIndex) -> None:
-    stage = pipeline_over(index, "bm25")
+    stage = pipeline(index, "bm25")
     beir_ds = read_beir(beir)
     assert beir_ds.drop_identical_ids is True
     result = run_pipeline(stage, beir_ds, progress=False, measures=["nDCG@10"])
@@ -186,7 +186,7 @@ def test_library_default_follows_the_dataset(beir: Path, index: SearchIndex) -> 
                           keep_identical_ids=False)
     assert forced.metrics is not None
     assert forced.metrics.aggregate["nDCG@10"] == pytest.approx(DROPPED, abs=1e-12)
-    c = compare({"bm25": stage, "top2": pipeline_over(index, "bm25%2")}, beir_ds, "bm25",
+    c = compare({"bm25": stage, "top2": pipeline(index, "bm25%2")}, beir_ds, "bm25",
                 measures=["nDCG@10"], keep_identical_ids=True)
     assert c.rows[1].measures["nDCG@10"].mean == pytest.approx(KEPT_TOP2, abs=1e-12)
     assert "not counted (BEIR)" not in c.caption()
@@ -197,7 +197,7 @@ def test_library_default_follows_the_dataset(beir: Path, index: SearchIndex) -> 
     ("0.5*bm25%2 + 0.5*bm25", 2), ("bm25%2 | bm25%3", 2), ("(bm25 | bm25)%2", 2)])
 def test_rewritten_pipelines_keep_their_name_and_depth(index: SearchIndex, text: str,
                                                        depth: int) -> None:
-    stage = pipeline_over(index, text)
+    stage = pipeline(index, text)
     clean = excluding_identical_ids(stage)
     assert clean.name == stage.name
     queries = [Query(i, x) for i, x in QUERIES]
@@ -231,7 +231,7 @@ def test_sets_without_shared_ids_run_exactly_as_before(tmp_path: Path) -> None:
     (root / "qrels" / "test.tsv").write_text("x1\tb\t1\n")
     dataset = read_beir(root)
     index = SearchIndex.build(dataset.corpus, tmp_path / "idx", source=str(root))
-    stage = pipeline_over(index, "bm25%1")
+    stage = pipeline(index, "bm25%1")
     default = run_pipeline(stage, dataset, progress=False)
     kept = run_pipeline(stage, dataset, progress=False, keep_identical_ids=True)
     assert default.provenance["keep_identical_ids"] is False
