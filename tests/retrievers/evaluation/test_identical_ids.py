@@ -21,12 +21,12 @@ import pytest
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.datasets.beir import Dataset, read_beir
 from pursuit.indexes.records import Query, Ranking
+from pursuit.rerankers.pipelines import pipeline
 from pursuit.retrievers.evaluation.batch import run_pipeline
 from pursuit.retrievers.evaluation.compare import compare
 from pursuit.retrievers.evaluation.identical_ids import drop_identical_ids, excluding_identical_ids
 from pursuit.retrievers.evaluation.metrics import evaluate
 from pursuit.ui.cli import app as cli
-from pursuit.rerankers.pipelines import pipeline
 
 CORPUS = [
     ("a1", "Nuclear power", "Nuclear power is clean energy: reactors cut carbon emissions."),
