@@ -1,7 +1,7 @@
 """Zero-shot BlockRank: which layer and which signal tokens? A sweep on BEIR SciFact (test).
 
 BlockRank scores a document by the attention its block receives from signal tokens at one
-middle layer (``METHODS.md`` §2). The paper reads the answer prefix's last token at layer
+middle layer (``docs/methods.md`` §2). The paper reads the answer prefix's last token at layer
 20 of 32 after fine-tuning; zero-shot, neither choice has been measured for the packaged
 models. One pass per query runs every layer (the documents' keys and values once, then one
 query-block pass per signal choice over them) and keeps each layer's per-document mass, so

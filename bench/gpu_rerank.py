@@ -386,7 +386,7 @@ def run_shape(rec: Recorder, args: argparse.Namespace, shape: str, device: torch
         torch.cuda.synchronize()
     head = {"bench": "gpu_rerank", "shape": shape,
             "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3),
-            # Without the embeddings: the size GPU.md quotes (1.31B, 6.98B).
+            # Without the embeddings: the size docs/gpu.md quotes (1.31B, 6.98B).
             "params_b_layers": round(sum(p.numel() for p in model.model.layers.parameters())
                                      / 1e9, 3),
             "layers": model.config.num_hidden_layers,

@@ -1,6 +1,6 @@
 """Which decoder layers should ICR read? A layer sweep on BEIR SciFact (test), on the CPU.
 
-ICR's score sums the query span's attention over a set of layers (``METHODS.md`` §1). One
+ICR's score sums the query span's attention over a set of layers (``docs/methods.md`` §1). One
 pass per query reads *every* layer's query-span rows (prefix prefilled once, query and
 "N/A" passes over the shared cache, exactly as :class:`~pursuit.rerankers.icr.ICRReranker`
 does) and keeps s(t) per layer; each candidate layer set is then scored from the same

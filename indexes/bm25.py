@@ -7,8 +7,8 @@ multiplies a whole batch of queries against the matrix at once (scipy), so cost 
 the postings touched, not with a Python loop per query.
 
 The default analyzer (lowercase, numbers like ``1.5`` kept whole, Lucene's 33 English
-stopwords, Snowball English stemming) with ``k1=0.9, b=0.4`` and Lucene's idf reaches
-nDCG@10 0.682 on BEIR SciFact (Anserini's flat BM25: 0.6789).
+stopwords, Snowball English stemming) with ``k1=0.9, b=0.4`` and Lucene's idf follows
+Anserini's flat BM25 (its SciFact score beside Anserini's: ``bench/bm25.py``, BENCHMARKS.md).
 
 Example:
     >>> index = BM25Index.build(["tides follow the moon", "rain"], np.array([0, 1]))

@@ -102,9 +102,8 @@ class ICRReranker(Reranker):
     """Rerank candidates by calibrated query-span attention (ICR).
 
     Args:
-        lm: The causal LM (:func:`make_icr` loads the packaged 0.5B by default; the 1.5B is
-            significantly better than BM25 on SciFact, where the 0.5B is level, and 1.7x
-            slower on a 2-core CPU; BENCHMARKS.md).
+        lm: The causal LM (:func:`make_icr` loads the packaged 0.5B by default; the 1.5B
+            is the stronger and slower choice: BENCHMARKS.md, Reranking).
         store: Where to fetch document text for hits that carry none.
         layers: ``"middle"`` (default: the best mean nDCG@10 of the layer sets measured on
             100 SciFact queries with both packaged models, at two thirds of the prefill; see

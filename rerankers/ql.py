@@ -1,4 +1,4 @@
-"""Query-likelihood reranking with a causal LM (LLM-QL scoring, METHODS.md §3).
+"""Query-likelihood reranking with a causal LM (LLM-QL scoring, docs/methods.md §3).
 
 score(q, d) = mean over the query's tokens of log P(token | document prompt, earlier query
 tokens), teacher-forced, no generation. The prompt puts the document in the user turn of

@@ -47,10 +47,8 @@ class SentenceTransformerEncoder:
         batch_size: Texts per forward pass.
         dtype: Weights and activations: ``"auto"`` (bfloat16 on CUDA GPUs and CPUs with
             native bf16, else float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``
-            (see :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`). On SciFact with MiniLM
-            (bench/dense.py, 2-core AVX512-BF16 CPU) bfloat16 scored nDCG@10 0.6445 against
-            float32's 0.6451 (R@100 0.9217 against 0.9250), encoded 1.6x as many documents
-            per CPU second and peaked at 993 MiB RSS instead of 1,172. Vectors always come
+            (see :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`; both dtypes' quality and
+            speed: ``bench/dense.py``, BENCHMARKS.md). Vectors always come
             back float32, and the dtype is not part of ``model_id``: an index built in one
             dtype can be searched with queries encoded in another.
         normalize: L2-normalise the vectors; ``None`` follows the model (normalised when

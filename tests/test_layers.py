@@ -65,3 +65,47 @@ def test_every_subpackage_is_in_the_package_list() -> None:
     assert on_disk == listed
     assert config["tool"]["setuptools"]["package-dir"] == {"pursuit": "."}
     assert (ROOT / "py.typed").is_file()
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Absolute ``pursuit.*`` modules that ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("pursuit.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.startswith("pursuit."):
+                found.add(node.module)
+    return found
+
+
+def test_the_web_chat_never_imports_the_command_line() -> None:
+    web = sorted((ROOT / "ui" / "web").rglob("*.py"))
+    assert web, "ui/web holds the web chat"
+    offenders = [f"{p.relative_to(ROOT)} imports {m}" for p in web
+                 for m in sorted(_module_imports(p)) if m.startswith("pursuit.ui.cli")]
+    assert offenders == []
+
+
+def test_every_package_says_what_it_holds_and_exports_its_public_names() -> None:
+    import importlib
+
+    for init in sorted(ROOT.rglob("__init__.py")):
+        rel = init.parent.relative_to(ROOT)
+        if rel.parts and rel.parts[0] not in ORDER:
+            continue
+        name = ".".join(("pursuit", *rel.parts))
+        module = importlib.import_module(name)
+        assert module.__doc__ and len(module.__doc__.strip()) > 40, f"{name} has no docstring"
+        assert module.__all__, f"{name} exports nothing"
+        for public in module.__all__:
+            assert getattr(module, public) is not None, f"{name}.{public}"
+
+
+def test_tests_mirror_the_package() -> None:
+    tests = ROOT / "tests"
+    folders = {p.relative_to(tests) for p in tests.rglob("*") if p.is_dir()
+               and "__pycache__" not in p.parts}
+    strays = sorted(str(f) for f in folders
+                    if f.parts[0] != "bench" and not (ROOT / f).is_dir())
+    assert strays == [], "test folders without a package folder of the same path"

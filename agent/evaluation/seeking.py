@@ -1,4 +1,4 @@
-"""Information-seeking metrics (METHODS.md §7): ISR, ISE and evidence recall at k.
+"""Information-seeking metrics (docs/methods.md §7): ISR, ISE and evidence recall at k.
 
 WebLeaper scores a seeking run by how much of what was required it found (ISR) and how
 many required targets it covers per action (ISE). For MultiHop-RAG the targets are the

@@ -4,7 +4,7 @@ The simulated user is a chat model that sees the task's hidden ``context`` and o
 clarifying question, nothing else; the agent only ever gets back ``"yes"``, ``"no"`` or
 ``"unknown"``, so no wording of the model's reply (which may quote the context) leaks
 into the agent's view. Two flaws of the upstream harness are avoided on purpose
-(METHODS.md §8): replies are parsed by their first word, never by substring ("know"
+(docs/methods.md §8): replies are parsed by their first word, never by substring ("know"
 contains "no"), and answers are graded by a separate judge model after a cheap
 normalised exact match.
 

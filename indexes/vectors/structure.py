@@ -28,7 +28,7 @@ import numpy as np
 from pursuit.indexes.exact import TorchExactSearch, exact_search
 
 METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-#: HNSW search depth; 128 gives recall@10 >= 0.98 on SciFact with MiniLM (bench/dense.py).
+#: HNSW search depth (its recall against exact search: ``bench/dense.py``, BENCHMARKS.md).
 DEFAULT_EF_SEARCH = 128
 #: IVF lists probed per query (capped at the number of lists).
 DEFAULT_NPROBE = 16

@@ -1,6 +1,6 @@
 """BlockRank's prompt as blocks: token ids, permutation-invariant positions, the sparse mask.
 
-A BlockRank prompt (``METHODS.md`` §2) is cut into blocks that are tokenised separately:
+A BlockRank prompt (``docs/methods.md`` §2) is cut into blocks that are tokenised separately:
 
 * block 0, the instruction: chat prefix, task description, ``"Documents:"`` — never the
   query, so that a document block's keys and values depend only on (model, instruction,

@@ -1,6 +1,6 @@
 """Fine-tuning BlockRank: next-token loss on the answer + 0.1 x multi-positive InfoNCE.
 
-The loss of one example (``METHODS.md`` §2): the prompt of :mod:`pursuit.rerankers.blockrank.blocks`
+The loss of one example (``docs/methods.md`` §2): the prompt of :mod:`pursuit.rerankers.blockrank.blocks`
 with the answer ``"{id of a relevant document}]"`` appended after ``Final Answer: [``,
 run under the block-sparse mask through every layer. ``lm`` is the mean next-token loss on
 the answer tokens; ``infonce`` is a multi-positive InfoNCE over the documents' layer-``l*``

@@ -1,4 +1,4 @@
-"""BlockRank: rerank by a middle layer's attention under a block-sparse mask (``METHODS.md`` §2).
+"""BlockRank: rerank by a middle layer's attention under a block-sparse mask (``docs/methods.md`` §2).
 
 Each document is its own block that sees only the instruction and itself, with position
 ids that restart at the end of the instruction, so its keys and values depend on nothing
@@ -10,10 +10,8 @@ paper's answer-prefix token (``signal="answer"``) is for fine-tuned models. Beca
 values are cached (:class:`~pursuit.rerankers.blockrank.doc_cache.DocKVCache`): a second query over
 the same pool computes only its own block.
 
-Quality (measured, ``bench/blockrank_layers.py`` and ``bench/rerank.py``, BENCHMARKS.md):
-zero-shot with the packaged 0.5B model, the answer-prefix token's attention is no better
-than a random order of BM25's top 10; the query tokens' attention at layer 11 is far better
-but still below BM25 on SciFact. The paper's numbers come from a fine-tuned model
+Zero-shot quality, by signal and layer, is measured by ``bench/blockrank_layers.py`` and
+``bench/rerank.py`` (BENCHMARKS.md); the paper's quality needs a fine-tuned model
 (:mod:`pursuit.rerankers.blockrank.finetune`).
 
 Example:
@@ -72,8 +70,8 @@ def resolve_layer(layer: int | str, n_layers: int, model_id: str | None = None) 
 
 
 def resolve_path(path: str, device: torch.device) -> str:
-    """``"auto"`` is the padded-batch SDPA path: 2-2.9x faster than ``"mask"`` on the CPU
-    (BENCHMARKS.md) and 1.13x the projections-only floor on an H200 (``GPU.md``)."""
+    """``"auto"`` is the padded-batch SDPA path, the faster one on the CPU and the GPU
+    (``bench/blockrank.py`` and ``bench/gpu_rerank.py``; BENCHMARKS.md, ``docs/gpu.md``)."""
     if path == "auto":
         return "batched"
     if path not in PATHS:

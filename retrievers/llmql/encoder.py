@@ -5,7 +5,7 @@ one end token ``[E]`` (the tokenizer's end-of-sequence token unless told otherwi
 the same way with ``query_prompt``. The vector is the final layer's (normed) hidden state at
 each sequence's own ``[E]`` position (``pooling="end"``), or the mean over its tokens
 (``pooling="mean"``), L2-normalised. This is the embedding LLM-QL trains
-(:mod:`pursuit.retrievers.llmql.training`, ``METHODS.md`` §3), and a trained checkpoint folder
+(:mod:`pursuit.retrievers.llmql.training`, ``docs/methods.md`` §3), and a trained checkpoint folder
 carries its prompts in ``pursuit-llmql.json``, which this encoder reads.
 
 Rows of a batch are padded, and each row's ``[E]`` is found from its attention mask, so the

@@ -1,4 +1,4 @@
-"""LLM-QL: train a causal LM into a dense retriever (Zhang et al., 2025; ``METHODS.md`` §3).
+"""LLM-QL: train a causal LM into a dense retriever (Zhang et al., 2025; ``docs/methods.md`` §3).
 
 Stage 1, query-likelihood modelling: ``passage prompt · [E] · query`` rows with Attention
 Stop (query tokens see ``[E]`` and earlier query tokens, never the passage) and Input

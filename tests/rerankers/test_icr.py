@@ -181,7 +181,7 @@ def test_packaged_qwen_reranks_scifact_bm25_top10(
     bm25_54 = scifact_top10["54"][0].doc_ids()
     assert bm25_54.index("49556906") == 3 and got["54"].doc_ids().index("49556906") == 2
     # ... and for query 3 the 0.5B model puts the BM25 bottom three on top (a weak reranker:
-    # its relevant document falls from 3rd to 6th; MODELS.md measures the 1.5B as better).
+    # its relevant document falls from 3rd to 6th; BENCHMARKS.md measures the 1.5B as better).
     # The first two of them are 0.1% apart, so only the set of the three is pinned.
     assert set(got["3"].doc_ids()[:3]) == set(scifact_top10["3"][0].doc_ids()[-3:])
     assert got["3"].doc_ids().index("14717500") == 5
