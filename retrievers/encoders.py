@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pursuit.retrievers.lm.dtypes import dtype_name, resolve_dtype
+from pursuit.retrievers.lm.dtypes import cpu_flags, dtype_name, resolve_dtype
 from pursuit.retrievers.lm.weights import (
     ModelNotFoundError,
     canonical_encoder_id,
@@ -129,6 +129,7 @@ class SentenceTransformerEncoder:
             "similarity": self.similarity,
             "normalize": self.normalize,
             "dtype": self.dtype,
+            "cpu_flags": cpu_flags() if self.model.device.type == "cpu" else [],
             "prompts": dict(self.prompts),
             "max_seq_length": self.model.max_seq_length,
         }

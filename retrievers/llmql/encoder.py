@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from pursuit.indexes.errors import PursuitError
 from pursuit.retrievers.lm.causal import CausalLM, canonical_llm_id, shared_causal_lm
+from pursuit.retrievers.lm.dtypes import cpu_flags
 
 #: Where the passage text goes; the prompt ends right before ``[E]``.
 PASSAGE_PROMPT = "Passage: {text}\nWrite a question this passage answers."
@@ -233,7 +234,8 @@ class LLMEncoder:
                 "normalize": True, "pooling": self.pooling, "prompts": dict(self.prompts),
                 "end_token": self.end_token, "max_doc_tokens": self.max_doc_tokens,
                 "max_query_tokens": self.max_query_tokens,
-                "dtype": str(self.lm.dtype).removeprefix("torch.")}
+                "dtype": str(self.lm.dtype).removeprefix("torch."),
+                "cpu_flags": cpu_flags() if self.lm.device.type == "cpu" else []}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, dtype: str = "auto", device: str = "auto",

@@ -148,7 +148,7 @@ def test_index_manifest_records_the_dtype_auto_resolved_to(tmp_path: Path):
     from pursuit.indexes.collection import SearchIndex
     from pursuit.indexes.records import Doc
     from pursuit.retrievers.encoders import SentenceTransformerEncoder
-    from pursuit.retrievers.lm.dtypes import dtype_name
+    from pursuit.retrievers.lm.dtypes import cpu_flags, dtype_name
 
     enc = SentenceTransformerEncoder(device="cpu")  # dtype="auto"
     want = dtype_name(resolve_dtype("auto", "cpu"))  # float32 on an AVX2-only CPU
@@ -157,6 +157,7 @@ def test_index_manifest_records_the_dtype_auto_resolved_to(tmp_path: Path):
     docs = [Doc("t", "The moon makes the tide."), Doc("v", "Lava flows from a volcano.")]
     with SearchIndex.build(docs, tmp_path / "idx", source="test", encoder=enc) as index:
         assert index.encoder_config is not None and index.encoder_config["dtype"] == want
+        assert index.encoder_config["cpu_flags"] == cpu_flags()  # what chose it, e.g. ['avx2']
 
 
 @pytest.mark.model

@@ -17,6 +17,7 @@ from pursuit.indexes.protocols import Encoder  # noqa: E402
 from pursuit.indexes.records import Doc, Query  # noqa: E402
 from pursuit.retrievers.llmql.encoder import LLMEncoder, last_positions, pad_rows  # noqa: E402
 from pursuit.retrievers.lm.causal import wrap_causal_lm  # noqa: E402
+from pursuit.retrievers.lm.dtypes import cpu_flags
 from pursuit.retrievers.registry import encoder_for, index_stages  # noqa: E402
 
 TEXTS = ["The moon pulls the ocean and makes the tide.", "Lava",
@@ -106,7 +107,8 @@ def test_encoder_round_trips_through_an_index_manifest(tiny, tmp_path: Path) -> 
         "kind": "causal-lm", "model_id": str(folder), "checkpoint": str(folder),
         "base_model": "tiny-base", "dim": 64, "similarity": "cosine", "normalize": True,
         "pooling": "end", "prompts": recorded["prompts"], "end_token": "<|endoftext|>",
-        "max_doc_tokens": 32, "max_query_tokens": 16, "dtype": "float32"}
+        "max_doc_tokens": 32, "max_query_tokens": 16, "dtype": "float32",
+        "cpu_flags": cpu_flags()}
     index = SearchIndex.build(DOCS, tmp_path / "idx", source="toy", encoder=enc)
     index.close()
     with SearchIndex.open(tmp_path / "idx") as opened:
