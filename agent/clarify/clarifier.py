@@ -161,7 +161,7 @@ def default_clarifier(index: SearchIndex, llm: LLMClient, *, k: int = 5,
     The first search is BM25's top ``k``; the scorer is the in-process model the thresholds
     were calibrated with (thresholds do not transfer between models), in ``dtype``: the
     calibration's dtype is recorded with the thresholds, but bf16 and float32 differ only
-    in rounding, and emulated bf16 would make every question tens of times slower.
+    in rounding, and emulated bf16 would make every question several times slower.
     """
     thresholds = thresholds or load_thresholds()
     bm25 = index_stages(index, fetch_docs=True)["bm25"](k=k)

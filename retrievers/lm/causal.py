@@ -173,7 +173,7 @@ def load_causal_lm(model: str | None = None, *, dtype: str | torch.dtype = "auto
             model folder or ``.gguf`` file; or any other hub id (needs the hub cache or a
             network).
         dtype: ``"auto"`` (default: bfloat16 on CUDA GPUs that support it and on CPUs with
-            native bf16, AVX512-BF16 or AMX, where its prefill is 3-4x faster than float32;
+            native bf16, AVX512-BF16 or AMX;
             float32 elsewhere, since emulated bf16 is far slower), ``"bfloat16"``,
             ``"float32"``, ``"float16"`` (or bf16/fp32/fp16), or a torch dtype; see
             :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`.

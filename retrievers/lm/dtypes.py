@@ -3,7 +3,7 @@
 ``"auto"`` picks bfloat16 where the hardware computes it natively (CUDA GPUs that support
 it; CPUs with AVX512-BF16 or AMX) and float32 everywhere else. A CPU without native bf16
 (AVX2 only, e.g. many AMD EPYC and older Intel parts) emulates it, and the 0.5B reranker
-then runs tens of times slower than in float32 (``bench/dtype.py`` measures it).
+then runs several times slower than in float32 (``bench/dtype.py`` measures it).
 
 Example:
     >>> dtype_name("bf16")
