@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	MYPYPATH=build/mypy $(BIN)/mypy -p pursuit.indexes -p pursuit.retrievers -p pursuit.rerankers -p pursuit.agent
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test: lint typecheck unit
 
