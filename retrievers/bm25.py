@@ -29,7 +29,8 @@ class BM25Retriever(RowRetriever):
     Args:
         index: The BM25 index (its rows are rows of ``store``).
         store: The document store.
-        k: Default depth.
+        k: Cutoff: search this deep and show ``%k`` in the name (``None``: search
+            :data:`~pursuit.retrievers.stage.DEFAULT_DEPTH` deep, no cutoff in the name).
         filter: Applied to every query; a query's own ``metadata["filter"]`` is ANDed with it.
         index_name: Recorded in each ranking's provenance.
         fetch_docs: Attach each hit's :class:`Doc` (one batched store read per batch).
@@ -37,7 +38,7 @@ class BM25Retriever(RowRetriever):
 
     label = "bm25"
 
-    def __init__(self, index: BM25Index, store: DocStore, *, k: int = 1000,
+    def __init__(self, index: BM25Index, store: DocStore, *, k: int | None = None,
                  filter: DocFilter | None = None, index_name: str | None = None,
                  fetch_docs: bool = False) -> None:
         super().__init__(store, k=k, filter=filter, index_name=index_name,

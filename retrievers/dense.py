@@ -32,7 +32,8 @@ class DenseRetriever(RowRetriever):
         vectors: The vector index (its rows are rows of ``store``).
         encoder: The encoder the vectors were built with (it encodes the queries).
         store: The document store.
-        k: Default depth.
+        k: Cutoff: search this deep and show ``%k`` in the name (``None``: search
+            :data:`~pursuit.retrievers.stage.DEFAULT_DEPTH` deep, no cutoff in the name).
         filter: Applied to every query; a query's own ``metadata["filter"]`` (a
             :class:`DocFilter`) is ANDed with it.
         index_name: Recorded in each ranking's provenance.
@@ -45,7 +46,7 @@ class DenseRetriever(RowRetriever):
     label = "dense"
 
     def __init__(self, vectors: VectorStore, encoder: Encoder, store: DocStore, *,
-                 k: int = 1000, filter: DocFilter | None = None, index_name: str | None = None,
+                 k: int | None = None, filter: DocFilter | None = None, index_name: str | None = None,
                  fetch_docs: bool = False) -> None:
         if encoder.dim != vectors.dim:
             raise IndexError_(

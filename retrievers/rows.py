@@ -53,9 +53,11 @@ class RowRetriever(Retriever):
         fetch_docs: Attach each hit's :class:`Doc` (one batched store read per batch).
     """
 
-    def __init__(self, store: DocStore, *, k: int, filter: DocFilter | None,
+    def __init__(self, store: DocStore, *, k: int | None, filter: DocFilter | None,
                  index_name: str | None, fetch_docs: bool) -> None:
-        self.store, self.k, self.filter = store, k, filter
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        self.store, self.cutoff, self.filter = store, k, filter
         self.index_name, self.fetch_docs = index_name, fetch_docs
         self._ids = np.empty(0, dtype=object)
         self._id_rank = np.empty(0, dtype=np.int64)

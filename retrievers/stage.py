@@ -34,6 +34,9 @@ import numpy as np
 
 from pursuit.indexes.records import Hit, Query, Ranking
 
+#: How deep a retriever searches when no cutoff was given (``bm25`` rather than ``bm25%100``).
+DEFAULT_DEPTH = 1000
+
 # Operator precedence levels, used to print names with just the parentheses they need.
 _PREC_OR, _PREC_THEN, _PREC_ADD, _PREC_MUL, _PREC_ATOM = 1, 2, 3, 4, 5
 
@@ -132,8 +135,9 @@ class Retriever(Stage):
 
     #: Name of the retriever in the textual pipeline form (``"bm25"``, ``"dense"``).
     label: str = "retriever"
-    #: Default depth when no cutoff is given.
-    k: int = 1000
+    #: The cutoff given (``k=100`` or ``bm25%100``), or ``None``: none was given, and the
+    #: retriever searches :data:`DEFAULT_DEPTH` deep. The name shows ``%cutoff`` when set.
+    cutoff: int | None = None
     #: Index path recorded in the provenance of every ranking.
     index_name: str | None = None
 
@@ -141,14 +145,19 @@ class Retriever(Stage):
     options: dict[str, object] = {}
 
     @property
+    def k(self) -> int:
+        """How deep the retriever searches: its cutoff, else :data:`DEFAULT_DEPTH`."""
+        return DEFAULT_DEPTH if self.cutoff is None else self.cutoff
+
+    @property
     def name(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in sorted(self.options.items()))
         base = f"{self.label}({args})" if args else self.label
-        return base if self.k == type(self).k else f"{base}%{self.k}"
+        return base if self.cutoff is None else f"{base}%{self.cutoff}"
 
     @property
     def precedence(self) -> int:  # type: ignore[override]
-        return _PREC_ATOM if self.k == type(self).k else _PREC_MUL
+        return _PREC_ATOM if self.cutoff is None else _PREC_MUL
 
     @abstractmethod
     def retrieve(self, query: Query, k: int) -> Ranking:
@@ -183,7 +192,7 @@ class Retriever(Stage):
 
     def limited(self, k: int) -> Stage:
         clone = copy.copy(self)
-        clone.k = min(k, self.k) if self.k != type(self).k else k
+        clone.cutoff = k if self.cutoff is None else min(k, self.cutoff)
         return clone
 
 

@@ -141,7 +141,7 @@ class EventAwareRetriever(DenseRetriever):
     label = "events"
 
     def __init__(self, vectors: VectorStore, encoder: Encoder, store: DocStore,
-                 events: EventStore, *, k: int = 1000, filter: DocFilter | None = None,
+                 events: EventStore, *, k: int | None = None, filter: DocFilter | None = None,
                  index_name: str | None = None, fetch_docs: bool = False, n_events: int = 3,
                  horizon_days: float = 7.0, min_similarity: float = 0.3,
                  tau: float = DEFAULT_TAU, lam: float = DEFAULT_LAMBDA, beta: float = 0.1,
