@@ -162,18 +162,21 @@ class ICRReranker(Reranker):
         return self.prompt_scores(query.text, docs[::-1])[::-1]
 
 
-def make_icr(store: DocStore | None, **options: Any) -> ICRReranker:
+def make_icr(store: DocStore | None, *, default_dtype: str = "auto",
+             **options: Any) -> ICRReranker:
     """The ``icr`` stage of the textual pipeline form, e.g. ``bm25%10>>icr(layers='all')``.
 
     Args:
         store: The index's document store.
+        default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+            unlike the options it is not part of the stage's name.
         **options: ``model`` (packaged name, hub id or path; default the packaged 0.5B),
             ``dtype``, ``device``, ``layers``, ``max_words``, ``max_tokens``, ``instruction``.
 
     Example:
         >>> ranking = (bm25 % 10 >> make_icr(index.store)).search("tides")  # doctest: +SKIP
     """
-    opts, named = split_options("icr", DEFAULTS, options)
+    opts, named = split_options("icr", {**DEFAULTS, "dtype": default_dtype}, options)
     lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
     return ICRReranker(lm, store=store, layers=opts["layers"], max_words=opts["max_words"],
                        max_tokens=opts["max_tokens"], instruction=opts["instruction"],

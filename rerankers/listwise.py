@@ -201,18 +201,21 @@ class ListwiseReranker(Reranker):
         return str(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
 
 
-def make_listwise(store: DocStore | None, **options: Any) -> ListwiseReranker:
+def make_listwise(store: DocStore | None, *, default_dtype: str = "auto",
+                  **options: Any) -> ListwiseReranker:
     """The ``listwise`` stage of the textual pipeline form, e.g. ``bm25%20>>listwise(window=10)``.
 
     Args:
         store: The index's document store.
+        default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+            unlike the options it is not part of the stage's name.
         **options: ``model`` (default the packaged 0.5B), ``dtype``, ``device``, ``window``,
             ``step``, ``max_doc_tokens``, ``max_new_tokens``.
 
     Example:
         >>> ranking = (bm25 % 20 >> make_listwise(index.store)).search("tides")  # doctest: +SKIP
     """
-    opts, named = split_options("listwise", DEFAULTS, options)
+    opts, named = split_options("listwise", {**DEFAULTS, "dtype": default_dtype}, options)
     lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
     return ListwiseReranker(lm, store=store, window=opts["window"], step=opts["step"],
                             max_doc_tokens=opts["max_doc_tokens"],

@@ -221,18 +221,21 @@ def _mean_logprob(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tens
     return (lp.sum(-1) / valid.sum(-1).clamp(min=1)).cpu().numpy()
 
 
-def make_ql(store: DocStore | None, **options: Any) -> QLReranker:
+def make_ql(store: DocStore | None, *, default_dtype: str = "auto",
+            **options: Any) -> QLReranker:
     """The ``ql`` stage of the textual pipeline form, e.g. ``bm25%20>>ql(model='qwen2.5-coder-1.5b')``.
 
     Args:
         store: The index's document store.
+        default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+            unlike the options it is not part of the stage's name.
         **options: ``model`` (packaged name, hub id or path; default the packaged 0.5B),
             ``dtype``, ``device``, ``max_doc_tokens``, ``batch_size``, ``share_prefixes``.
 
     Example:
         >>> ranking = (bm25 % 20 >> make_ql(index.store) % 10).search("tides")  # doctest: +SKIP
     """
-    opts, named = split_options("ql", DEFAULTS, options)
+    opts, named = split_options("ql", {**DEFAULTS, "dtype": default_dtype}, options)
     lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
     return QLReranker(lm, store=store, max_doc_tokens=opts["max_doc_tokens"],
                       batch_size=opts["batch_size"], share_prefixes=opts["share_prefixes"],

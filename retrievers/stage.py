@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -141,8 +141,9 @@ class Retriever(Stage):
     #: Index path recorded in the provenance of every ranking.
     index_name: str | None = None
 
-    #: Constructor options named in the textual form, e.g. ``{"model": "..."}``.
-    options: dict[str, object] = {}
+    #: The options the pipeline text named, e.g. ``{"model": "..."}``: the name shows
+    #: exactly these. Subclasses take them as the constructor argument ``options``.
+    options: Mapping[str, object] = {}
 
     @property
     def k(self) -> int:

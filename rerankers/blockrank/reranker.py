@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,8 @@ class BlockRankReranker(Reranker):
         dtype: Model dtype when loading (``"auto"``: bfloat16 where the hardware computes
             it natively, else float32; see :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` when loading.
+        options: The options the pipeline text named (what :attr:`name` shows); ``None``
+            names the arguments that differ from their defaults.
 
     Example:
         >>> reranker = BlockRankReranker(store=index.store, layer=12)   # doctest: +SKIP
@@ -133,13 +135,15 @@ class BlockRankReranker(Reranker):
                  model: str | None = None, layer: int | str = "auto",
                  max_doc_tokens: int | None = 384, cache_bytes: int = 512 * 2**20,
                  path: str = "auto", signal: str = "query", signal_tokens: int = 1,
-                 batch_size: int = 16, dtype: str = "auto", device: str = "auto") -> None:
-        given = {"model": model, "layer": layer, "max_doc_tokens": max_doc_tokens,
-                 "cache_bytes": cache_bytes, "path": path, "signal": signal,
-                 "signal_tokens": signal_tokens, "batch_size": batch_size, "dtype": dtype,
-                 "device": device}
-        super().__init__(store=store,
-                         options={k: v for k, v in given.items() if v != DEFAULTS[k]})
+                 batch_size: int = 16, dtype: str = "auto", device: str = "auto",
+                 options: Mapping[str, Any] | None = None) -> None:
+        if options is None:  # built in code: name the arguments that differ from the defaults
+            given = {"model": model, "layer": layer, "max_doc_tokens": max_doc_tokens,
+                     "cache_bytes": cache_bytes, "path": path, "signal": signal,
+                     "signal_tokens": signal_tokens, "batch_size": batch_size, "dtype": dtype,
+                     "device": device}
+            options = {k: v for k, v in given.items() if v != DEFAULTS[k]}
+        super().__init__(store=store, options=options)
         if batch_size < 1:
             raise PursuitError(f"batch_size must be >= 1, got {batch_size}")
         self.lm = lm if lm is not None else cached_lm(model, dtype=dtype, device=device)
@@ -175,11 +179,14 @@ class BlockRankReranker(Reranker):
         return self.score(query.text, docs)
 
 
-def make_blockrank(store: DocStore | None = None, **options: Any) -> BlockRankReranker:
+def make_blockrank(store: DocStore | None = None, *, default_dtype: str = "auto",
+                   **options: Any) -> BlockRankReranker:
     """Build ``blockrank`` for the textual pipeline form (``bm25%50 >> blockrank(layer=12)``).
 
     Args:
         store: The index's document store.
+        default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+            unlike the options it is not part of the stage's name.
         **options: Keyword options of :class:`BlockRankReranker` (constants only).
 
     Example:
@@ -187,5 +194,5 @@ def make_blockrank(store: DocStore | None = None, **options: Any) -> BlockRankRe
         >>> stage.name
         "blockrank(layer=12)"
     """
-    split_options("blockrank", DEFAULTS, options)
-    return BlockRankReranker(store=store, **options)
+    opts, named = split_options("blockrank", {**DEFAULTS, "dtype": default_dtype}, options)
+    return BlockRankReranker(store=store, **opts, options=named)
