@@ -381,6 +381,38 @@ def _num(value: float) -> str:
     return short if float(short) == value else repr(value)
 
 
+#: The ``k`` of reciprocal-rank fusion (Cormack et al. 2009), the ``|`` operator's.
+RRF_K = 60
+
+
+def reciprocal_ranks(ranking: Ranking, k: int = RRF_K) -> dict[str, float]:
+    """Each document's reciprocal-rank term in ``ranking``: ``1 / (k + rank)``, ranks from 1.
+
+    The one place the fusion formula lives: :class:`RRF` weights and sums these terms, and
+    :func:`rrf_scores` sums them for rankings already made.
+    """
+    return {h.doc_id: 1.0 / (k + i) for i, h in enumerate(ranking, start=1)}
+
+
+def rrf_scores(rankings: Sequence[Ranking], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal-rank fusion of finished rankings: ``sum_i 1 / (k + rank_i)`` per document.
+
+    The scores ``a | b`` gives, for rankings in hand (e.g. one per rewritten query); a
+    document missing from a ranking gets nothing from it. Documents keep first-seen order.
+
+    Example:
+        >>> a = Ranking.from_scores(Query("q", "q"), [("d1", 2.0), ("d2", 1.0)], pipeline="a")
+        >>> b = Ranking.from_scores(Query("q", "q"), [("d2", 5.0)], pipeline="b")
+        >>> rrf_scores([a, b]) == {"d1": 1 / 61, "d2": 1 / 62 + 1 / 61}
+        True
+    """
+    total: dict[str, float] = {}
+    for ranking in rankings:
+        for doc_id, term in reciprocal_ranks(ranking, k).items():
+            total[doc_id] = total.get(doc_id, 0.0) + term
+    return total
+
+
 class RRF(_Fusion):
     """Reciprocal-rank fusion: ``sum_i w_i / (k + rank_i)``, ranks from 1 (Cormack et al. 2009).
 
@@ -389,7 +421,7 @@ class RRF(_Fusion):
 
     precedence = _PREC_OR
 
-    def __init__(self, members: Sequence[tuple[float, Stage]], k: int = 60) -> None:
+    def __init__(self, members: Sequence[tuple[float, Stage]], k: int = RRF_K) -> None:
         super().__init__(members)
         self.k = k
 
@@ -397,7 +429,7 @@ class RRF(_Fusion):
     def of(cls, left: Stage, right: Stage) -> RRF:
         """Flatten ``left | right`` into one fusion."""
         terms = [m for s in (left, right)
-                 for m in (s.members if isinstance(s, RRF) and s.k == 60 else [_weighted(s)])]
+                 for m in (s.members if isinstance(s, RRF) and s.k == RRF_K else [_weighted(s)])]
         return cls(terms)
 
     @property
@@ -405,5 +437,4 @@ class RRF(_Fusion):
         return " | ".join(_term_name(w, s, _PREC_OR + 1) for w, s in self.members)
 
     def _contributions(self, rankings: list[Ranking]) -> list[tuple[dict[str, float], float]]:
-        return [({h.doc_id: 1.0 / (self.k + i) for i, h in enumerate(r, start=1)}, 0.0)
-                for r in rankings]
+        return [(reciprocal_ranks(r, self.k), 0.0) for r in rankings]
