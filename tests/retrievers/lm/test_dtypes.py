@@ -193,10 +193,15 @@ def test_cli_dtype_flag_and_environment_reach_the_encoder_and_the_reranker(
     code, _, _ = cli(["index", str(notes), "--out", str(idx), "--dtype", "fp32", "--json"])
     assert code == 0
     assert Manifest.read(idx).components["dense"]["encoder"]["dtype"] == "float32"
-    # PURSUIT_DTYPE reaches a reranker that names no dtype; its own option wins over it.
+    # PURSUIT_DTYPE reaches a reranker that names no dtype (as a default: the name does not
+    # show it); its own option wins over it.
+    from pursuit.retrievers.lm import causal
+
+    monkeypatch.setattr(causal, "_SHARED", {})  # see which copies this search loads
     code, out, _ = cli(["search", "what makes the tide?", "-i", str(idx), "-p", "bm25%2 >> icr",
                         "--json"], PURSUIT_DTYPE="float32")
-    assert code == 0 and json.loads(out)["pipeline"] == "bm25%2 >> icr(dtype='float32')"
+    assert code == 0 and json.loads(out)["pipeline"] == "bm25%2 >> icr"
+    assert [key[1] for key in causal._SHARED] == ["torch.float32"]
     assert json.loads(out)["hits"][0]["id"] == "tides.md"
     code, out, _ = cli(["search", "tide", "-i", str(idx), "-p", "bm25%2 >> icr(dtype='fp32')",
                         "--dtype", "bfloat16", "--json"])
