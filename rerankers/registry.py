@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pursuit.indexes.docstore import DocStore
-from pursuit.rerankers.blockrank.reranker import make_blockrank
-from pursuit.rerankers.icr import make_icr
-from pursuit.rerankers.listwise import make_listwise
-from pursuit.rerankers.ql import make_ql
+from pursuit.rerankers.blockrank.reranker import BlockRankReranker
+from pursuit.rerankers.icr import ICRReranker
+from pursuit.rerankers.listwise import ListwiseReranker
+from pursuit.rerankers.ql import QLReranker
 from pursuit.retrievers.stage import Stage
 
 
@@ -27,7 +27,8 @@ def reranker_stages(store: DocStore | None, *,
         >>> parse_pipeline("bm25%100 >> icr%10", stages)  # doctest: +SKIP
     """
     makers: dict[str, Callable[..., Stage]] = {
-        "icr": make_icr, "blockrank": make_blockrank, "ql": make_ql, "listwise": make_listwise}
+        "icr": ICRReranker.from_options, "blockrank": BlockRankReranker.from_options,
+        "ql": QLReranker.from_options, "listwise": ListwiseReranker.from_options}
     return {name: _bound(make, store, dtype) for name, make in makers.items()}
 
 
