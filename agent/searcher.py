@@ -40,12 +40,11 @@ from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.registry import reranker_stages
 from pursuit.retrievers.pipeline_parser import parse_pipeline
 from pursuit.retrievers.registry import index_stages
-from pursuit.retrievers.stage import Stage
+from pursuit.retrievers.stage import Stage, rrf_scores
 
 __all__ = ["SearchTools", "as_of_filter", "best_window", "pool", "search_subquestion"]
 
 _WORD = re.compile(r"\w+")
-_RRF_K = 60
 #: Share of a searcher's pool kept for hits of the user's whole question that the
 #: sub-question's own queries missed.
 CONTEXT_SHARE = 0.25
@@ -104,20 +103,19 @@ def pool(rankings: Sequence[Ranking], query: Query, k: int, context: Ranking | N
          reserve: int = 0) -> Ranking:
     """The top ``k`` of several rankings by reciprocal rank fusion, with their documents.
 
+    The fusion is :func:`~pursuit.retrievers.stage.rrf_scores`, the ``|`` operator's.
+
     With ``context``, the last ``reserve`` places go to the best of its hits that the fused
     top ``k - reserve`` lacks (in ``context``'s order), so a background search can add
     candidates without reordering the ones the rankings agree on.
     """
-    scores: dict[str, float] = {}
     docs: dict[str, Doc] = {}
     for ranking in [*rankings, *([context] if context is not None else [])]:
         for hit in ranking:
             if hit.doc is not None:
                 docs[hit.doc_id] = hit.doc
-    for ranking in rankings:
-        for rank, hit in enumerate(ranking, start=1):
-            scores[hit.doc_id] = scores.get(hit.doc_id, 0.0) + 1.0 / (_RRF_K + rank)
-    fused = Ranking.from_scores(query, scores.items(), pipeline="rrf(queries)", docs=docs)
+    fused = Ranking.from_scores(query, rrf_scores(rankings).items(), pipeline="rrf(queries)",
+                                docs=docs)
     if context is None or reserve <= 0:
         return fused.top(k)
     ranked = fused.doc_ids()

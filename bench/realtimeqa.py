@@ -176,8 +176,8 @@ def main() -> None:
         t0 = time.perf_counter()
         module, history = train_module(base, index, encoder, train_q, qrels, args.epochs)
         trained = EventAwareRetriever(index.vectors, encoder, index.store, base.events,
-                                      always=True, fusion=module, index_name=str(index.path))
-        trained.options = {"always": True, "fusion": "trained"}
+                                      always=True, fusion=module, index_name=str(index.path),
+                                      options={"always": True, "fusion": "trained"})
         systems["events-trained"] = trained % d
         training = {"train_weeks": sorted(train_weeks), "train_questions": len(train_q),
                     "epochs": args.epochs, "loss_per_epoch": history,

@@ -45,8 +45,8 @@ class Reranker(Stage):
 
     Attributes:
         label: The reranker's name in the textual pipeline form (``"ql"``).
-        options: Constructor options that differ from the defaults; they appear in
-            :attr:`name` as ``label(key=value, ...)``.
+        options: The options the pipeline text named; they appear in :attr:`name` as
+            ``label(key=value, ...)``.
         store: Where document text comes from when candidates carry none.
     """
 
@@ -105,8 +105,9 @@ def split_options(label: str, defaults: Mapping[str, Any],
     """Check a reranker's textual-form options against its defaults.
 
     Returns:
-        Every option with the defaults filled in, and the options that differ from their
-        defaults (what the stage's name shows).
+        Every option with the defaults filled in, and the options given (what the stage's
+        name shows: every option the pipeline text named, even one equal to its default,
+        and none it did not name).
 
     Raises:
         UnknownOptionError: an option ``defaults`` does not list.
@@ -115,8 +116,7 @@ def split_options(label: str, defaults: Mapping[str, Any],
     if unknown:
         raise UnknownOptionError(f"{label} has no option {unknown[0]!r}; "
                                  f"options: {', '.join(defaults)}")
-    named = {k: v for k, v in options.items() if v != defaults[k]}
-    return {**defaults, **options}, named
+    return {**defaults, **options}, dict(options)
 
 
 def strict_ranking(query: Query, ids: Sequence[str], scores: Sequence[float] | np.ndarray, *,

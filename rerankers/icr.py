@@ -11,7 +11,7 @@ cache shared by both passes; attention is read as the query-span rows only
 (:mod:`pursuit.rerankers.attention`).
 
 Example:
-    >>> pipeline = bm25 % 100 >> make_icr(index.store) % 10    # doctest: +SKIP
+    >>> pipeline = bm25 % 100 >> ICRReranker.from_options(index.store) % 10  # doctest: +SKIP
     >>> pipeline.search("does vitamin D prevent fractures?").doc_ids()[:3]  # doctest: +SKIP
 """
 
@@ -36,11 +36,12 @@ from pursuit.rerankers.prompting import (
 )
 from pursuit.retrievers.lm.causal import DEFAULT_LLM, CausalLM
 
-__all__ = ["ICRReranker", "calibrated_scores", "make_icr", "resolve_layers"]
+__all__ = ["ICRReranker", "calibrated_scores", "resolve_layers"]
 
 #: The query of the calibration pass.
 CALIBRATION_QUERY = "N/A"
-#: Options of the textual form and their defaults; only changed ones appear in the name.
+#: Every option of the textual form and its default: the one source of the defaults, which
+#: the constructor uses too. A stage's name shows the options its text gave.
 DEFAULTS: dict[str, Any] = {"model": DEFAULT_LLM, "dtype": "auto", "device": "auto",
                             "layers": "middle", "max_words": 300, "max_tokens": None,
                             "instruction": "retrieval"}
@@ -102,7 +103,7 @@ class ICRReranker(Reranker):
     """Rerank candidates by calibrated query-span attention (ICR).
 
     Args:
-        lm: The causal LM (:func:`make_icr` loads the packaged 0.5B by default; the 1.5B
+        lm: The causal LM (:meth:`from_options` loads the packaged 0.5B by default; the 1.5B
             is the stronger and slower choice: BENCHMARKS.md, Reranking).
         store: Where to fetch document text for hits that carry none.
         layers: ``"middle"`` (default: the best mean nDCG@10 of the layer sets measured on
@@ -111,14 +112,16 @@ class ICRReranker(Reranker):
         max_words: Words kept per document (the paper: 300); ``None`` keeps all.
         max_tokens: Tokens kept per document after the word cut; ``None`` for no limit.
         instruction: ``"retrieval"`` or ``"qa"`` (see :data:`INSTRUCTIONS`).
-        options: Options named in :attr:`name` (set by :func:`make_icr`).
+        options: Options named in :attr:`name` (set by :meth:`from_options`).
     """
 
     label = "icr"
 
     def __init__(self, lm: CausalLM, *, store: DocStore | None = None,
-                 layers: str | Sequence[int] = "middle", max_words: int | None = 300,
-                 max_tokens: int | None = None, instruction: str = "retrieval",
+                 layers: str | Sequence[int] = DEFAULTS["layers"],
+                 max_words: int | None = DEFAULTS["max_words"],
+                 max_tokens: int | None = DEFAULTS["max_tokens"],
+                 instruction: str = DEFAULTS["instruction"],
                  options: dict[str, Any] | None = None) -> None:
         super().__init__(store=store, options=options)
         if instruction not in INSTRUCTIONS:
@@ -127,6 +130,28 @@ class ICRReranker(Reranker):
         self.lm = lm
         self.layers = resolve_layers(layers, len(decoder_layers(lm.model)))
         self.max_words, self.max_tokens, self.instruction = max_words, max_tokens, instruction
+
+    @classmethod
+    def from_options(cls, store: DocStore | None = None, *, default_dtype: str = "auto",
+                     **options: Any) -> ICRReranker:
+        """The ``icr`` stage of the textual pipeline form, e.g. ``bm25%10>>icr(layers='all')``.
+
+        Args:
+            store: The index's document store.
+            default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+                unlike the options it is not part of the stage's name.
+            **options: ``model`` (packaged name, hub id or path; default the packaged 0.5B),
+                ``dtype``, ``device``, ``layers``, ``max_words``, ``max_tokens``, ``instruction``.
+
+        Example:
+            >>> icr = ICRReranker.from_options(index.store)  # doctest: +SKIP
+        >>> ranking = (bm25 % 10 >> icr).search("tides")  # doctest: +SKIP
+        """
+        opts, named = split_options("icr", {**DEFAULTS, "dtype": default_dtype}, options)
+        lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
+        return cls(lm, store=store, layers=opts["layers"], max_words=opts["max_words"],
+                   max_tokens=opts["max_tokens"], instruction=opts["instruction"],
+                   options=named)
 
     def _text(self, doc: Doc) -> str:
         text = truncate_words(doc.contents(), self.max_words)
@@ -159,21 +184,3 @@ class ICRReranker(Reranker):
     def score_docs(self, query: Query, docs: Sequence[Doc]) -> list[float]:
         """ICR scores of ``docs`` given best first; the first goes last in the prompt."""
         return self.prompt_scores(query.text, docs[::-1])[::-1]
-
-
-def make_icr(store: DocStore | None, **options: Any) -> ICRReranker:
-    """The ``icr`` stage of the textual pipeline form, e.g. ``bm25%10>>icr(layers='all')``.
-
-    Args:
-        store: The index's document store.
-        **options: ``model`` (packaged name, hub id or path; default the packaged 0.5B),
-            ``dtype``, ``device``, ``layers``, ``max_words``, ``max_tokens``, ``instruction``.
-
-    Example:
-        >>> ranking = (bm25 % 10 >> make_icr(index.store)).search("tides")  # doctest: +SKIP
-    """
-    opts, named = split_options("icr", DEFAULTS, options)
-    lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
-    return ICRReranker(lm, store=store, layers=opts["layers"], max_words=opts["max_words"],
-                       max_tokens=opts["max_tokens"], instruction=opts["instruction"],
-                       options=named)

@@ -12,7 +12,7 @@ Generation is greedy with a token cap; whatever the model writes is read by
 as it was. Scores are ``n - rank``, so they strictly decrease.
 
 Example:
-    >>> listwise = make_listwise(index.store)                  # doctest: +SKIP
+    >>> listwise = ListwiseReranker.from_options(index.store)  # doctest: +SKIP
     >>> (bm25 % 20 >> listwise % 10).search("what causes tides?")  # doctest: +SKIP
 """
 
@@ -36,6 +36,8 @@ Generate = Callable[[str, Sequence[str]], str]
 
 SYSTEM = ("You are a search assistant that ranks passages by how relevant they are to a "
           "search query.")
+#: Every option of the textual form and its default: the one source of the defaults, which
+#: the constructor uses too. A stage's name shows the options its text gave.
 DEFAULTS: dict[str, Any] = {"model": None, "dtype": "auto", "device": "auto", "window": 20,
                             "step": 10, "max_doc_tokens": 300, "max_new_tokens": None}
 
@@ -133,14 +135,16 @@ class ListwiseReranker(Reranker):
         max_doc_tokens: Each passage is cut to this many tokens (RankGPT: 300).
         max_new_tokens: Cap on generated tokens; default 6 per passage plus 8.
         generate: Replaces the LM call (tests script the model's answers with it).
-        options: Options named in :attr:`name` (set by :func:`make_listwise`).
+        options: Options named in :attr:`name` (set by :meth:`from_options`).
     """
 
     label = "listwise"
 
     def __init__(self, lm: CausalLM | None = None, *, store: DocStore | None = None,
-                 window: int = 20, step: int = 10, max_doc_tokens: int = 300,
-                 max_new_tokens: int | None = None, generate: Generate | None = None,
+                 window: int = DEFAULTS["window"], step: int = DEFAULTS["step"],
+                 max_doc_tokens: int = DEFAULTS["max_doc_tokens"],
+                 max_new_tokens: int | None = DEFAULTS["max_new_tokens"],
+                 generate: Generate | None = None,
                  options: dict[str, Any] | None = None) -> None:
         super().__init__(store=store, options=options)
         if lm is None and generate is None:
@@ -150,6 +154,28 @@ class ListwiseReranker(Reranker):
         self.max_doc_tokens, self.max_new_tokens = max_doc_tokens, max_new_tokens
         self.generate: Generate = generate if generate is not None else self._generate
         self.stats = WindowStats()
+
+    @classmethod
+    def from_options(cls, store: DocStore | None = None, *, default_dtype: str = "auto",
+                     **options: Any) -> ListwiseReranker:
+        """The ``listwise`` stage of the textual pipeline form, e.g. ``listwise(window=10)``.
+
+        Args:
+            store: The index's document store.
+            default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+                unlike the options it is not part of the stage's name.
+            **options: ``model`` (default the packaged 0.5B), ``dtype``, ``device``, ``window``,
+                ``step``, ``max_doc_tokens``, ``max_new_tokens``.
+
+        Example:
+            >>> listwise = ListwiseReranker.from_options(index.store)  # doctest: +SKIP
+            >>> ranking = (bm25 % 20 >> listwise).search("tides")  # doctest: +SKIP
+        """
+        opts, named = split_options("listwise", {**DEFAULTS, "dtype": default_dtype}, options)
+        lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
+        return cls(lm, store=store, window=opts["window"], step=opts["step"],
+                   max_doc_tokens=opts["max_doc_tokens"],
+                   max_new_tokens=opts["max_new_tokens"], options=named)
 
     def score_docs(self, query: Query, docs: Sequence[Doc]) -> list[float]:
         order = self.order(query, docs)
@@ -199,21 +225,3 @@ class ListwiseReranker(Reranker):
                                      do_sample=False, max_new_tokens=cap, pad_token_id=pad,
                                      top_p=None, top_k=None, temperature=None)
         return str(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
-
-
-def make_listwise(store: DocStore | None, **options: Any) -> ListwiseReranker:
-    """The ``listwise`` stage of the textual pipeline form, e.g. ``bm25%20>>listwise(window=10)``.
-
-    Args:
-        store: The index's document store.
-        **options: ``model`` (default the packaged 0.5B), ``dtype``, ``device``, ``window``,
-            ``step``, ``max_doc_tokens``, ``max_new_tokens``.
-
-    Example:
-        >>> ranking = (bm25 % 20 >> make_listwise(index.store)).search("tides")  # doctest: +SKIP
-    """
-    opts, named = split_options("listwise", DEFAULTS, options)
-    lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
-    return ListwiseReranker(lm, store=store, window=opts["window"], step=opts["step"],
-                            max_doc_tokens=opts["max_doc_tokens"],
-                            max_new_tokens=opts["max_new_tokens"], options=named)

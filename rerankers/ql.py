@@ -20,7 +20,7 @@ Two batched paths give the same scores:
   query's continuation.
 
 Example:
-    >>> ql = make_ql(index.store)                              # doctest: +SKIP
+    >>> ql = QLReranker.from_options(index.store)              # doctest: +SKIP
     >>> (bm25 % 10 >> ql).search("what causes tides?")         # doctest: +SKIP
 """
 
@@ -47,6 +47,8 @@ from pursuit.retrievers.lm.causal import CausalLM, cache_kwargs, output_cache
 
 INSTRUCTION = "Write a question this passage answers."
 ANSWER_LABEL = "Question:"
+#: Every option of the textual form and its default: the one source of the defaults, which
+#: the constructor uses too. A stage's name shows the options its text gave.
 DEFAULTS: dict[str, Any] = {"model": None, "dtype": "auto", "device": "auto",
                             "max_doc_tokens": 400, "batch_size": 8, "share_prefixes": True}
 
@@ -60,13 +62,15 @@ class QLReranker(Reranker):
         max_doc_tokens: Documents are cut to this many tokens.
         batch_size: (document, query) rows per forward pass.
         share_prefixes: In :meth:`batch`, prefill a document shared by several queries once.
-        options: Options named in :attr:`name` (set by :func:`make_ql`).
+        options: Options named in :attr:`name` (set by :meth:`from_options`).
     """
 
     label = "ql"
 
-    def __init__(self, lm: CausalLM, *, store: DocStore | None = None, max_doc_tokens: int = 400,
-                 batch_size: int = 8, share_prefixes: bool = True,
+    def __init__(self, lm: CausalLM, *, store: DocStore | None = None,
+                 max_doc_tokens: int = DEFAULTS["max_doc_tokens"],
+                 batch_size: int = DEFAULTS["batch_size"],
+                 share_prefixes: bool = DEFAULTS["share_prefixes"],
                  options: dict[str, Any] | None = None) -> None:
         super().__init__(store=store, options=options)
         if max_doc_tokens < 1 or batch_size < 1:
@@ -77,6 +81,28 @@ class QLReranker(Reranker):
         # Base models without a chat template get the bare prompt on its own lines.
         has_template = bool(getattr(lm.tokenizer, "chat_template", None))
         self._chat = lm.chat_prompt(INSTRUCTION) if has_template else ("", "\n")
+
+    @classmethod
+    def from_options(cls, store: DocStore | None = None, *, default_dtype: str = "auto",
+                     **options: Any) -> QLReranker:
+        """The ``ql`` stage of the textual pipeline form, e.g. ``ql(model='qwen2.5-coder-1.5b')``.
+
+        Args:
+            store: The index's document store.
+            default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+                unlike the options it is not part of the stage's name.
+            **options: ``model`` (packaged name, hub id or path; default the packaged 0.5B),
+                ``dtype``, ``device``, ``max_doc_tokens``, ``batch_size``, ``share_prefixes``.
+
+        Example:
+            >>> ql = QLReranker.from_options(index.store)  # doctest: +SKIP
+            >>> ranking = (bm25 % 20 >> ql % 10).search("tides")  # doctest: +SKIP
+        """
+        opts, named = split_options("ql", {**DEFAULTS, "dtype": default_dtype}, options)
+        lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
+        return cls(lm, store=store, max_doc_tokens=opts["max_doc_tokens"],
+                   batch_size=opts["batch_size"], share_prefixes=opts["share_prefixes"],
+                   options=named)
 
     # Tokens -----------------------------------------------------------------------
     def doc_prompt(self, doc: Doc) -> str:
@@ -219,21 +245,3 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 def _mean_logprob(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
     lp = _token_logprobs(logits, targets) * valid
     return (lp.sum(-1) / valid.sum(-1).clamp(min=1)).cpu().numpy()
-
-
-def make_ql(store: DocStore | None, **options: Any) -> QLReranker:
-    """The ``ql`` stage of the textual pipeline form, e.g. ``bm25%20>>ql(model='qwen2.5-coder-1.5b')``.
-
-    Args:
-        store: The index's document store.
-        **options: ``model`` (packaged name, hub id or path; default the packaged 0.5B),
-            ``dtype``, ``device``, ``max_doc_tokens``, ``batch_size``, ``share_prefixes``.
-
-    Example:
-        >>> ranking = (bm25 % 20 >> make_ql(index.store) % 10).search("tides")  # doctest: +SKIP
-    """
-    opts, named = split_options("ql", DEFAULTS, options)
-    lm = cached_lm(opts["model"], dtype=opts["dtype"], device=opts["device"])
-    return QLReranker(lm, store=store, max_doc_tokens=opts["max_doc_tokens"],
-                      batch_size=opts["batch_size"], share_prefixes=opts["share_prefixes"],
-                      options=named)

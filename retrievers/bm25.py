@@ -12,7 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,19 +30,21 @@ class BM25Retriever(RowRetriever):
     Args:
         index: The BM25 index (its rows are rows of ``store``).
         store: The document store.
-        k: Default depth.
+        k: Cutoff: search this deep and show ``%k`` in the name (``None``: search
+            :data:`~pursuit.retrievers.stage.DEFAULT_DEPTH` deep, no cutoff in the name).
         filter: Applied to every query; a query's own ``metadata["filter"]`` is ANDed with it.
         index_name: Recorded in each ranking's provenance.
         fetch_docs: Attach each hit's :class:`Doc` (one batched store read per batch).
+        options: The options the pipeline text named; the stage's name shows exactly these.
     """
 
     label = "bm25"
 
-    def __init__(self, index: BM25Index, store: DocStore, *, k: int = 1000,
+    def __init__(self, index: BM25Index, store: DocStore, *, k: int | None = None,
                  filter: DocFilter | None = None, index_name: str | None = None,
-                 fetch_docs: bool = False) -> None:
+                 fetch_docs: bool = False, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(store, k=k, filter=filter, index_name=index_name,
-                         fetch_docs=fetch_docs)
+                         fetch_docs=fetch_docs, options=options)
         self.index = index
 
     def _prepare(self, queries: Sequence[Query]) -> list[str]:

@@ -12,7 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +33,13 @@ class DenseRetriever(RowRetriever):
         vectors: The vector index (its rows are rows of ``store``).
         encoder: The encoder the vectors were built with (it encodes the queries).
         store: The document store.
-        k: Default depth.
+        k: Cutoff: search this deep and show ``%k`` in the name (``None``: search
+            :data:`~pursuit.retrievers.stage.DEFAULT_DEPTH` deep, no cutoff in the name).
         filter: Applied to every query; a query's own ``metadata["filter"]`` (a
             :class:`DocFilter`) is ANDed with it.
         index_name: Recorded in each ranking's provenance.
         fetch_docs: Attach each hit's :class:`Doc` (one batched store read per batch).
+        options: The options the pipeline text named; the stage's name shows exactly these.
 
     Raises:
         IndexError_: the encoder's dimension differs from the vectors'.
@@ -45,8 +48,8 @@ class DenseRetriever(RowRetriever):
     label = "dense"
 
     def __init__(self, vectors: VectorStore, encoder: Encoder, store: DocStore, *,
-                 k: int = 1000, filter: DocFilter | None = None, index_name: str | None = None,
-                 fetch_docs: bool = False) -> None:
+                 k: int | None = None, filter: DocFilter | None = None, index_name: str | None = None,
+                 fetch_docs: bool = False, options: Mapping[str, Any] | None = None) -> None:
         if encoder.dim != vectors.dim:
             raise IndexError_(
                 f"the encoder {encoder.model_id} makes {encoder.dim}-d vectors but the vector "
@@ -54,7 +57,7 @@ class DenseRetriever(RowRetriever):
                 f"the encoder the index was built with, or rebuild it: "
                 f"pursuit index SOURCE --out {index_name or 'DIR'} --encoder {encoder.model_id}")
         super().__init__(store, k=k, filter=filter, index_name=index_name,
-                         fetch_docs=fetch_docs)
+                         fetch_docs=fetch_docs, options=options)
         self.vectors, self.encoder = vectors, encoder
 
     def _prepare(self, queries: Sequence[Query]) -> np.ndarray:

@@ -93,19 +93,16 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
     loaded: list[Encoder] = [encoder] if encoder is not None else []
 
     def bm25(**kwargs: Any) -> Stage:
-        stage = BM25Retriever(index.bm25, index.store, filter=filter, index_name=name,
-                              fetch_docs=fetch_docs, **kwargs)
-        stage.options = dict(kwargs)  # named in the stage's textual form and provenance
-        return stage
+        # The options named in the text are named in the stage's textual form and provenance.
+        return BM25Retriever(index.bm25, index.store, filter=filter, index_name=name,
+                             fetch_docs=fetch_docs, options=kwargs, **kwargs)
 
     def dense(**kwargs: Any) -> Stage:
         vectors = _vectors(index, "dense")
         if not loaded:
             loaded.append(encoder_for(index, dtype=dtype))
-        stage = DenseRetriever(vectors, loaded[0], index.store, filter=filter,
-                               index_name=name, fetch_docs=fetch_docs, **kwargs)
-        stage.options = dict(kwargs)
-        return stage
+        return DenseRetriever(vectors, loaded[0], index.store, filter=filter,
+                              index_name=name, fetch_docs=fetch_docs, options=kwargs, **kwargs)
 
     stages: dict[str, Callable[..., Stage]] = {"bm25": bm25, "dense": dense}
     if (index.path / EVENTS_DIR).is_dir():
@@ -119,11 +116,9 @@ def index_stages(index: SearchIndex, *, encoder: Encoder | None = None,
                 opened.append(open_event_store(index))
             if not loaded:
                 loaded.append(encoder_for(index, dtype=dtype))
-            stage = EventAwareRetriever(vectors, loaded[0], index.store, opened[0],
-                                        filter=filter, index_name=name, fetch_docs=fetch_docs,
-                                        **kwargs)
-            stage.options = dict(kwargs)
-            return stage
+            return EventAwareRetriever(vectors, loaded[0], index.store, opened[0],
+                                       filter=filter, index_name=name, fetch_docs=fetch_docs,
+                                       options=kwargs, **kwargs)
 
         stages["events"] = events
     return stages

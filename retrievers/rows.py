@@ -10,7 +10,7 @@ document id.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,12 +51,18 @@ class RowRetriever(Retriever):
         store: The document store.
         filter: Applied to every query; a query's own ``metadata["filter"]`` is ANDed.
         fetch_docs: Attach each hit's :class:`Doc` (one batched store read per batch).
+        options: The options the pipeline text named (``dense(model='...')``); the stage's
+            name shows exactly these.
     """
 
-    def __init__(self, store: DocStore, *, k: int, filter: DocFilter | None,
-                 index_name: str | None, fetch_docs: bool) -> None:
-        self.store, self.k, self.filter = store, k, filter
+    def __init__(self, store: DocStore, *, k: int | None, filter: DocFilter | None,
+                 index_name: str | None, fetch_docs: bool,
+                 options: Mapping[str, Any] | None = None) -> None:
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        self.store, self.cutoff, self.filter = store, k, filter
         self.index_name, self.fetch_docs = index_name, fetch_docs
+        self.options = dict(options or {})
         self._ids = np.empty(0, dtype=object)
         self._id_rank = np.empty(0, dtype=np.int64)
 

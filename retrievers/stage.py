@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from pursuit.indexes.records import Hit, Query, Ranking
+
+#: How deep a retriever searches when no cutoff was given (``bm25`` rather than ``bm25%100``).
+DEFAULT_DEPTH = 1000
 
 # Operator precedence levels, used to print names with just the parentheses they need.
 _PREC_OR, _PREC_THEN, _PREC_ADD, _PREC_MUL, _PREC_ATOM = 1, 2, 3, 4, 5
@@ -132,23 +135,30 @@ class Retriever(Stage):
 
     #: Name of the retriever in the textual pipeline form (``"bm25"``, ``"dense"``).
     label: str = "retriever"
-    #: Default depth when no cutoff is given.
-    k: int = 1000
+    #: The cutoff given (``k=100`` or ``bm25%100``), or ``None``: none was given, and the
+    #: retriever searches :data:`DEFAULT_DEPTH` deep. The name shows ``%cutoff`` when set.
+    cutoff: int | None = None
     #: Index path recorded in the provenance of every ranking.
     index_name: str | None = None
 
-    #: Constructor options named in the textual form, e.g. ``{"model": "..."}``.
-    options: dict[str, object] = {}
+    #: The options the pipeline text named, e.g. ``{"model": "..."}``: the name shows
+    #: exactly these. Subclasses take them as the constructor argument ``options``.
+    options: Mapping[str, object] = {}
+
+    @property
+    def k(self) -> int:
+        """How deep the retriever searches: its cutoff, else :data:`DEFAULT_DEPTH`."""
+        return DEFAULT_DEPTH if self.cutoff is None else self.cutoff
 
     @property
     def name(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in sorted(self.options.items()))
         base = f"{self.label}({args})" if args else self.label
-        return base if self.k == type(self).k else f"{base}%{self.k}"
+        return base if self.cutoff is None else f"{base}%{self.cutoff}"
 
     @property
     def precedence(self) -> int:  # type: ignore[override]
-        return _PREC_ATOM if self.k == type(self).k else _PREC_MUL
+        return _PREC_ATOM if self.cutoff is None else _PREC_MUL
 
     @abstractmethod
     def retrieve(self, query: Query, k: int) -> Ranking:
@@ -183,7 +193,7 @@ class Retriever(Stage):
 
     def limited(self, k: int) -> Stage:
         clone = copy.copy(self)
-        clone.k = min(k, self.k) if self.k != type(self).k else k
+        clone.cutoff = k if self.cutoff is None else min(k, self.cutoff)
         return clone
 
 
@@ -371,6 +381,38 @@ def _num(value: float) -> str:
     return short if float(short) == value else repr(value)
 
 
+#: The ``k`` of reciprocal-rank fusion (Cormack et al. 2009), the ``|`` operator's.
+RRF_K = 60
+
+
+def reciprocal_ranks(ranking: Ranking, k: int = RRF_K) -> dict[str, float]:
+    """Each document's reciprocal-rank term in ``ranking``: ``1 / (k + rank)``, ranks from 1.
+
+    The one place the fusion formula lives: :class:`RRF` weights and sums these terms, and
+    :func:`rrf_scores` sums them for rankings already made.
+    """
+    return {h.doc_id: 1.0 / (k + i) for i, h in enumerate(ranking, start=1)}
+
+
+def rrf_scores(rankings: Sequence[Ranking], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal-rank fusion of finished rankings: ``sum_i 1 / (k + rank_i)`` per document.
+
+    The scores ``a | b`` gives, for rankings in hand (e.g. one per rewritten query); a
+    document missing from a ranking gets nothing from it. Documents keep first-seen order.
+
+    Example:
+        >>> a = Ranking.from_scores(Query("q", "q"), [("d1", 2.0), ("d2", 1.0)], pipeline="a")
+        >>> b = Ranking.from_scores(Query("q", "q"), [("d2", 5.0)], pipeline="b")
+        >>> rrf_scores([a, b]) == {"d1": 1 / 61, "d2": 1 / 62 + 1 / 61}
+        True
+    """
+    total: dict[str, float] = {}
+    for ranking in rankings:
+        for doc_id, term in reciprocal_ranks(ranking, k).items():
+            total[doc_id] = total.get(doc_id, 0.0) + term
+    return total
+
+
 class RRF(_Fusion):
     """Reciprocal-rank fusion: ``sum_i w_i / (k + rank_i)``, ranks from 1 (Cormack et al. 2009).
 
@@ -379,7 +421,7 @@ class RRF(_Fusion):
 
     precedence = _PREC_OR
 
-    def __init__(self, members: Sequence[tuple[float, Stage]], k: int = 60) -> None:
+    def __init__(self, members: Sequence[tuple[float, Stage]], k: int = RRF_K) -> None:
         super().__init__(members)
         self.k = k
 
@@ -387,7 +429,7 @@ class RRF(_Fusion):
     def of(cls, left: Stage, right: Stage) -> RRF:
         """Flatten ``left | right`` into one fusion."""
         terms = [m for s in (left, right)
-                 for m in (s.members if isinstance(s, RRF) and s.k == 60 else [_weighted(s)])]
+                 for m in (s.members if isinstance(s, RRF) and s.k == RRF_K else [_weighted(s)])]
         return cls(terms)
 
     @property
@@ -395,5 +437,4 @@ class RRF(_Fusion):
         return " | ".join(_term_name(w, s, _PREC_OR + 1) for w, s in self.members)
 
     def _contributions(self, rankings: list[Ranking]) -> list[tuple[dict[str, float], float]]:
-        return [({h.doc_id: 1.0 / (self.k + i) for i, h in enumerate(r, start=1)}, 0.0)
-                for r in rankings]
+        return [(reciprocal_ranks(r, self.k), 0.0) for r in rankings]

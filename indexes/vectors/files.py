@@ -15,6 +15,7 @@ import faiss
 import numpy as np
 
 from pursuit.indexes.errors import IndexError_
+from pursuit.indexes.manifest import MANIFEST_NAME, rebuild_hint
 
 FORMAT = "pursuit-vectors"
 FORMAT_VERSION = 1
@@ -23,10 +24,11 @@ CONFIG_NAME, STRUCTURE_NAME, VECTORS_NAME, ROWS_NAME = (
 _REQUIRED = ("format_version", "factory", "metric", "dim", "count")
 
 
-def rebuild_hint(directory: Path) -> str:
-    """The rebuild command for the index directory that holds the vector folder."""
-    index_dir = directory.parent if (directory.parent / "manifest.json").exists() else directory
-    return f"rebuild it with: pursuit index SOURCE --out {index_dir}"
+def _rebuild_hint(directory: Path) -> str:
+    """:func:`~pursuit.indexes.manifest.rebuild_hint` for the index that holds the vector
+    folder ``directory`` (the folder itself when it stands alone)."""
+    index_dir = directory.parent if (directory.parent / MANIFEST_NAME).exists() else directory
+    return rebuild_hint(index_dir)
 
 
 def write_array(directory: Path, name: str, array: np.ndarray) -> None:
@@ -41,8 +43,8 @@ def write_array(directory: Path, name: str, array: np.ndarray) -> None:
     os.replace(tmp, directory / name)
 
 
-def write_folder(d: Path, structure: Any, vectors: np.ndarray, rows: np.ndarray,
-                 config: dict[str, Any]) -> None:
+def write_vector_folder(d: Path, structure: Any, vectors: np.ndarray, rows: np.ndarray,
+                        config: dict[str, Any]) -> None:
     """Write a vector folder; ``vectors.json`` goes last, so a half-written folder is refused.
 
     Each file is written beside its target and renamed into place, so saving over the
@@ -65,17 +67,17 @@ def _read_config(d: Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IndexError_(f"{path} is missing, so {d} is not a vector index (or its save never "
-                          f"finished); {rebuild_hint(d)}") from None
+                          f"finished); {_rebuild_hint(d)}") from None
     except (OSError, ValueError) as exc:
-        raise IndexError_(f"{path} is damaged ({exc}); {rebuild_hint(d)}") from None
+        raise IndexError_(f"{path} is damaged ({exc}); {_rebuild_hint(d)}") from None
     if not isinstance(config, dict):
-        raise IndexError_(f"{path} is damaged (not a JSON object); {rebuild_hint(d)}")
+        raise IndexError_(f"{path} is damaged (not a JSON object); {_rebuild_hint(d)}")
     missing = [key for key in _REQUIRED if key not in config]
     if missing:
-        raise IndexError_(f"{path} is damaged (missing {', '.join(missing)}); {rebuild_hint(d)}")
+        raise IndexError_(f"{path} is damaged (missing {', '.join(missing)}); {_rebuild_hint(d)}")
     if config["format_version"] != FORMAT_VERSION:
         raise IndexError_(f"{path} has format version {config['format_version']}, this pursuit "
-                          f"reads version {FORMAT_VERSION}; {rebuild_hint(d)}")
+                          f"reads version {FORMAT_VERSION}; {_rebuild_hint(d)}")
     return config
 
 
@@ -85,18 +87,18 @@ def _read_array(path: Path, mmap: bool, dtype: type, shape: tuple[int, ...]) -> 
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise IndexError_(f"{path} is missing, the vector index is damaged; "
-                          f"{rebuild_hint(d)}") from None
+                          f"{_rebuild_hint(d)}") from None
     except (OSError, ValueError) as exc:
-        raise IndexError_(f"{path} is damaged ({exc}); {rebuild_hint(d)}") from None
+        raise IndexError_(f"{path} is damaged ({exc}); {_rebuild_hint(d)}") from None
     if array.dtype != dtype or array.shape != shape:
         raise IndexError_(f"{path} holds {array.dtype} {array.shape}, expected "
                           f"{np.dtype(dtype)} {shape} as {d / CONFIG_NAME} says; "
-                          f"the vector index is damaged; {rebuild_hint(d)}")
+                          f"the vector index is damaged; {_rebuild_hint(d)}")
     return array
 
 
-def read_folder(d: Path, *, mmap: bool, read_structure: bool
-                ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, Any]:
+def read_vector_folder(d: Path, *, mmap: bool, read_structure: bool
+                       ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, Any]:
     """Read and check a vector folder.
 
     Returns:
@@ -114,7 +116,7 @@ def read_folder(d: Path, *, mmap: bool, read_structure: bool
         return config, vectors, rows, None
     path = d / STRUCTURE_NAME
     if not path.exists():
-        raise IndexError_(f"{path} is missing, the vector index is damaged; {rebuild_hint(d)}, "
+        raise IndexError_(f"{path} is missing, the vector index is damaged; {_rebuild_hint(d)}, "
                           f"or rebuild the structure from {VECTORS_NAME} with "
                           f"FaissIndex.load({str(d)!r}, factory={config['factory']!r})")
     flags = (faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap else 0
@@ -122,11 +124,11 @@ def read_folder(d: Path, *, mmap: bool, read_structure: bool
         structure = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[-1]
-        raise IndexError_(f"{path} is damaged ({detail}); {rebuild_hint(d)}, or rebuild the "
+        raise IndexError_(f"{path} is damaged ({detail}); {_rebuild_hint(d)}, or rebuild the "
                           f"structure from {VECTORS_NAME} with FaissIndex.load({str(d)!r}, "
                           f"factory={config['factory']!r})") from None
     if structure.ntotal != count or structure.d != dim:
         raise IndexError_(f"{path} holds {structure.ntotal} vectors of dimension {structure.d}, "
                           f"but {d / CONFIG_NAME} says {count} of dimension {dim}; the vector "
-                          f"index is damaged; {rebuild_hint(d)}")
+                          f"index is damaged; {_rebuild_hint(d)}")
     return config, vectors, rows, structure

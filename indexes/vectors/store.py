@@ -30,8 +30,8 @@ from pursuit.indexes.vectors.files import (
     FORMAT,
     FORMAT_VERSION,
     STRUCTURE_NAME,
-    read_folder,
-    write_folder,
+    read_vector_folder,
+    write_vector_folder,
 )
 from pursuit.indexes.vectors.structure import (
     DEFAULT_EF_SEARCH,
@@ -260,8 +260,8 @@ class FaissIndex:
         folder this index was memory-mapped from is safe.
         """
         self._search.sync(self._vectors)
-        write_folder(Path(directory), self._search.structure, self._vectors, self._rows,
-                     self.describe())
+        write_vector_folder(Path(directory), self._search.structure, self._vectors,
+                            self._rows, self.describe())
 
     @classmethod
     def load(cls, directory: str | Path, *, mmap: bool = True, factory: str | None = None,
@@ -283,7 +283,8 @@ class FaissIndex:
             >>> index = FaissIndex.load("my-index/dense")  # doctest: +SKIP
         """
         d = Path(directory)
-        config, vectors, rows, structure = read_folder(d, mmap=mmap, read_structure=factory is None)
+        config, vectors, rows, structure = read_vector_folder(d, mmap=mmap,
+                                                              read_structure=factory is None)
         same = factory is None or factory == config["factory"]
         index = cls(int(config["dim"]), factory or config["factory"], config["metric"],
                     ef_search=config.get("ef_search") if same else None,

@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,8 @@ from pursuit.rerankers.blockrank.forward import PATHS, BlockForward, score_layou
 if TYPE_CHECKING:
     from pursuit.retrievers.lm.causal import CausalLM
 
+#: Every option of the textual form and its default: the one source of the defaults, which
+#: the constructor uses too. A stage's name shows the options its text gave.
 DEFAULTS: dict[str, Any] = {"model": None, "layer": "auto", "max_doc_tokens": 384,
                             "cache_bytes": 512 * 2**20, "path": "auto", "signal": "query",
                             "signal_tokens": 1, "batch_size": 16, "dtype": "auto",
@@ -119,6 +121,8 @@ class BlockRankReranker(Reranker):
         dtype: Model dtype when loading (``"auto"``: bfloat16 where the hardware computes
             it natively, else float32; see :func:`~pursuit.retrievers.lm.dtypes.resolve_dtype`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` when loading.
+        options: The options the pipeline text named (what :attr:`name` shows); ``None``
+            names the arguments that differ from their defaults.
 
     Example:
         >>> reranker = BlockRankReranker(store=index.store, layer=12)   # doctest: +SKIP
@@ -128,16 +132,20 @@ class BlockRankReranker(Reranker):
     label = "blockrank"
 
     def __init__(self, lm: CausalLM | None = None, *, store: DocStore | None = None,
-                 model: str | None = None, layer: int | str = "auto",
-                 max_doc_tokens: int | None = 384, cache_bytes: int = 512 * 2**20,
-                 path: str = "auto", signal: str = "query", signal_tokens: int = 1,
-                 batch_size: int = 16, dtype: str = "auto", device: str = "auto") -> None:
-        given = {"model": model, "layer": layer, "max_doc_tokens": max_doc_tokens,
-                 "cache_bytes": cache_bytes, "path": path, "signal": signal,
-                 "signal_tokens": signal_tokens, "batch_size": batch_size, "dtype": dtype,
-                 "device": device}
-        super().__init__(store=store,
-                         options={k: v for k, v in given.items() if v != DEFAULTS[k]})
+                 model: str | None = DEFAULTS["model"], layer: int | str = DEFAULTS["layer"],
+                 max_doc_tokens: int | None = DEFAULTS["max_doc_tokens"],
+                 cache_bytes: int = DEFAULTS["cache_bytes"], path: str = DEFAULTS["path"],
+                 signal: str = DEFAULTS["signal"], signal_tokens: int = DEFAULTS["signal_tokens"],
+                 batch_size: int = DEFAULTS["batch_size"], dtype: str = DEFAULTS["dtype"],
+                 device: str = DEFAULTS["device"],
+                 options: Mapping[str, Any] | None = None) -> None:
+        if options is None:  # built in code: name the arguments that differ from the defaults
+            given = {"model": model, "layer": layer, "max_doc_tokens": max_doc_tokens,
+                     "cache_bytes": cache_bytes, "path": path, "signal": signal,
+                     "signal_tokens": signal_tokens, "batch_size": batch_size, "dtype": dtype,
+                     "device": device}
+            options = {k: v for k, v in given.items() if v != DEFAULTS[k]}
+        super().__init__(store=store, options=options)
         if batch_size < 1:
             raise PursuitError(f"batch_size must be >= 1, got {batch_size}")
         self.lm = lm if lm is not None else cached_lm(model, dtype=dtype, device=device)
@@ -150,6 +158,25 @@ class BlockRankReranker(Reranker):
         self.batch_size = batch_size
         self.cache = DocKVCache(cache_bytes)
         self.stats = BlockRankStats()
+
+    @classmethod
+    def from_options(cls, store: DocStore | None = None, *, default_dtype: str = "auto",
+                     **options: Any) -> BlockRankReranker:
+        """Build ``blockrank`` for the textual pipeline form (``bm25%50 >> blockrank(layer=12)``).
+
+        Args:
+            store: The index's document store.
+            default_dtype: The model dtype when ``options`` names none (the settings' dtype);
+                unlike the options it is not part of the stage's name.
+            **options: Keyword options of :class:`BlockRankReranker` (constants only).
+
+        Example:
+            >>> stage = BlockRankReranker.from_options(index.store, layer=12)  # doctest: +SKIP
+            >>> stage.name
+            "blockrank(layer=12)"
+        """
+        opts, named = split_options("blockrank", {**DEFAULTS, "dtype": default_dtype}, options)
+        return cls(store=store, **opts, options=named)
 
     def score(self, query: str, docs: Sequence[Doc]) -> np.ndarray:
         """Attention mass of each document (same order as ``docs``; they sum to 1).
@@ -171,19 +198,3 @@ class BlockRankReranker(Reranker):
     def score_docs(self, query: Query, docs: Sequence[Doc]) -> np.ndarray:
         """Relevance of each document to ``query``: its BlockRank attention mass."""
         return self.score(query.text, docs)
-
-
-def make_blockrank(store: DocStore | None = None, **options: Any) -> BlockRankReranker:
-    """Build ``blockrank`` for the textual pipeline form (``bm25%50 >> blockrank(layer=12)``).
-
-    Args:
-        store: The index's document store.
-        **options: Keyword options of :class:`BlockRankReranker` (constants only).
-
-    Example:
-        >>> stage = make_blockrank(index.store, layer=12)  # doctest: +SKIP
-        >>> stage.name
-        "blockrank(layer=12)"
-    """
-    split_options("blockrank", DEFAULTS, options)
-    return BlockRankReranker(store=store, **options)

@@ -72,7 +72,7 @@ class _OneDeeper(Stage):
     def __init__(self, retriever: Retriever) -> None:
         self.retriever = retriever
         self.deeper = copy.copy(retriever)
-        self.deeper.k = retriever.k + 1
+        self.deeper.cutoff = retriever.k + 1
         self.precedence = retriever.precedence  # so enclosing names print unchanged
 
     @property

@@ -27,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -122,7 +122,7 @@ class EventAwareRetriever(DenseRetriever):
     Args:
         vectors, encoder, store: As for :class:`DenseRetriever`.
         events: The index's event store.
-        k, filter, index_name, fetch_docs: As for :class:`DenseRetriever`.
+        k, filter, index_name, fetch_docs, options: As for :class:`DenseRetriever`.
         n_events: Most events fused into one query.
         horizon_days: How long before the as-of time an event may have ended.
         min_similarity: Lowest query-centroid cosine of a fused event.
@@ -141,15 +141,15 @@ class EventAwareRetriever(DenseRetriever):
     label = "events"
 
     def __init__(self, vectors: VectorStore, encoder: Encoder, store: DocStore,
-                 events: EventStore, *, k: int = 1000, filter: DocFilter | None = None,
+                 events: EventStore, *, k: int | None = None, filter: DocFilter | None = None,
                  index_name: str | None = None, fetch_docs: bool = False, n_events: int = 3,
                  horizon_days: float = 7.0, min_similarity: float = 0.3,
                  tau: float = DEFAULT_TAU, lam: float = DEFAULT_LAMBDA, beta: float = 0.1,
                  half_life_days: float = 7.0, pool: int = 100, always: bool = False,
                  threshold: float = DEFAULT_THRESHOLD, fusion: EventFusion | None = None,
-                 around_days: float = 2.0) -> None:
+                 around_days: float = 2.0, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(vectors, encoder, store, k=k, filter=filter, index_name=index_name,
-                         fetch_docs=fetch_docs)
+                         fetch_docs=fetch_docs, options=options)
         if events.dim != vectors.dim:
             raise ValueError(f"the event store holds {events.dim}-d centroids but the vectors "
                              f"are {vectors.dim}-d; rebuild it: pursuit events build --index "

@@ -13,7 +13,7 @@ from tiny_lm import tiny_lm
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc, Hit, Query, Ranking
 from pursuit.rerankers.base import NeedsFirstStageError
-from pursuit.rerankers.icr import ICRReranker, calibrated_scores, make_icr, resolve_layers
+from pursuit.rerankers.icr import ICRReranker, calibrated_scores, resolve_layers
 from pursuit.retrievers.lm.causal import CausalLM, wrap_causal_lm
 
 #: SciFact test queries whose relevant document BM25 ranks 3rd (query 3) and 4th (query 54).
@@ -132,7 +132,7 @@ def test_stage_contract_errors_and_names(lm: CausalLM) -> None:
                                            "'retrieval', 'qa'"):
         ICRReranker(lm, instruction="chat")
     with pytest.raises(ValueError, match="icr has no option 'layer'; options: model, dtype"):
-        make_icr(None, layer="all")
+        ICRReranker.from_options(None, layer="all")
     assert ICRReranker(lm, layers="all", options={"layers": "all"}).name == "icr(layers='all')"
     qa = ICRReranker(lm, instruction="qa").prompt("why?", DOCS)
     assert "Please answer the following question based on the information" in qa.prompt.text
@@ -163,7 +163,7 @@ def test_packaged_qwen_reranks_scifact_bm25_top10(
     # The packaged 0.5B, middle third of the layers, in float32: its orders are the same on
     # every CPU (bf16 is emulated on AVX2-only CPUs and rounds differently where native,
     # which swapped two documents of query 54 between machines).
-    icr = make_icr(None, dtype="float32", device="cpu")
+    icr = ICRReranker.from_options(None, dtype="float32", device="cpu")
     assert icr.name == "icr(device='cpu', dtype='float32')"
     assert icr.layers == tuple(range(8, 16))
     got = {qid: icr.transform(bm25.query, bm25) for qid, (bm25, _) in scifact_top10.items()}

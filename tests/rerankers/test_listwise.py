@@ -13,7 +13,6 @@ from pursuit.rerankers.listwise import (
     SYSTEM,
     ListwiseReranker,
     build_prompt,
-    make_listwise,
     parse_permutation,
     windows,
 )
@@ -142,7 +141,7 @@ def test_names_options_and_errors() -> None:
     assert ListwiseReranker(generate=fake, window=10, options={"window": 10}).name == \
         "listwise(window=10)"
     with pytest.raises(ValueError, match="listwise has no option 'layers'; options: model"):
-        make_listwise(None, layers="middle")
+        ListwiseReranker.from_options(None, layers="middle")
     with pytest.raises(ValueError, match="needs an lm or a generate function"):
         ListwiseReranker()
     with pytest.raises(ValueError, match="got window=4, step=5"):

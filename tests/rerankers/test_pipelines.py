@@ -11,6 +11,7 @@ from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.records import Doc
 from pursuit.rerankers.base import NeedsFirstStageError
 from pursuit.rerankers.pipelines import pipeline
+from pursuit.retrievers.pipeline_parser import PipelineError
 
 DOCS = [
     Doc("moon", "The moon pulls the ocean and makes the tide.", title="Tides"),
@@ -47,3 +48,20 @@ def test_a_reranker_named_in_the_pipeline_reranks_the_first_stage(
         assert scores[0] > scores[1]
         with pytest.raises(NeedsFirstStageError, match="put a first stage before it"):
             pipeline(index, f"{name}(model='{model_dir}', dtype='float32')").search("x")
+
+
+def test_a_reranker_is_named_by_exactly_the_options_the_text_gave(
+        tmp_path: Path, model_dir: Path) -> None:
+    model = f"model='{model_dir}'"
+    with SearchIndex.build(DOCS, tmp_path / "idx", source="fixture") as index:
+        # An option written out keeps its place in the name even at its default value.
+        given = pipeline(index, f"bm25%3 >> icr({model}, layers='middle')")
+        assert given.name == f"bm25%3 >> icr(layers='middle', {model})"
+        assert pipeline(index, given.name).name == given.name
+        # The settings' dtype is a default, not an option: the name does not show it ...
+        plain = pipeline(index, f"bm25%3 >> icr({model})", dtype="float32")
+        assert plain.name == f"bm25%3 >> icr({model})"
+        assert str(plain.right.lm.model.dtype) == "torch.float32"  # ... yet the model uses it
+        # ... and the text cannot set it as if it were one.
+        with pytest.raises(PipelineError, match="icr rejected its options"):
+            pipeline(index, f"bm25%3 >> icr({model}, default_dtype='float32')")

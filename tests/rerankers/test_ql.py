@@ -14,7 +14,7 @@ from tiny_lm import tiny_lm
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.rerankers.base import NeedsFirstStageError
 from pursuit.rerankers.prompting import truncate_tokens
-from pursuit.rerankers.ql import INSTRUCTION, QLReranker, make_ql
+from pursuit.rerankers.ql import INSTRUCTION, QLReranker
 from pursuit.retrievers.lm.causal import CausalLM, wrap_causal_lm
 
 DOCS = [
@@ -124,7 +124,7 @@ def test_names_options_and_errors(lm: CausalLM) -> None:
     assert QLReranker(lm).name == "ql"
     assert QLReranker(lm, options={"max_doc_tokens": 100}).name == "ql(max_doc_tokens=100)"
     with pytest.raises(ValueError, match="ql has no option 'layers'; options: model, dtype"):
-        make_ql(None, layers="middle")
+        QLReranker.from_options(None, layers="middle")
     with pytest.raises(NeedsFirstStageError, match=r"e\.g\. bm25%100 >> ql "):
         QLReranker(lm).batch(["tides"])
     with pytest.raises(ValueError, match="max_doc_tokens and batch_size must be >= 1"):
@@ -140,7 +140,7 @@ def test_packaged_05b_puts_the_relevant_abstract_first(shared_data: Path) -> Non
     corpus = {d.id: d for d in ds.corpus}
     # float32: the same scores on every CPU (bf16 is emulated, and slow, on AVX2-only CPUs);
     # each abstract's first 128 tokens keep the test fast and still tell the claims apart.
-    ql = make_ql(None, dtype="float32", device="cpu", max_doc_tokens=128)
+    ql = QLReranker.from_options(None, dtype="float32", device="cpu", max_doc_tokens=128)
     assert ql.name == "ql(device='cpu', dtype='float32', max_doc_tokens=128)"
     # Two test claims, each with its judged abstract among four distinct abstracts judged
     # for other claims.

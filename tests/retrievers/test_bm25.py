@@ -14,6 +14,7 @@ from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.filters import DocFilter
 from pursuit.indexes.records import Doc, Query, Ranking
 from pursuit.retrievers.bm25 import BM25Retriever
+from pursuit.retrievers.pipeline_parser import parse_pipeline
 
 DOCS = [
     Doc("moon", "The moon pulls the tides.", published_at=datetime(2020, 1, 1, tzinfo=UTC),
@@ -108,3 +109,34 @@ def test_documents_added_after_the_index_was_built(store: DocStore, bm25: BM25Re
     # Not in the BM25 index yet: never returned, and re-scored as 0.
     assert "late" not in bm25.search("moon").doc_ids()
     assert bm25.score(Query("q", "moon"), ["late", "moon"])[0] == 0.0
+
+
+class _DepthRecorder(BM25Retriever):
+    """BM25 that records the depth of every index search it makes."""
+
+    depths: list[int]
+
+    def _search_rows(self, prepared, members, k, mask):  # type: ignore[no-untyped-def]
+        self.depths.append(k)
+        return super()._search_rows(prepared, members, k, mask)
+
+
+def test_an_explicit_k_is_named_even_at_the_default_depth(store: DocStore,
+                                                          bm25: BM25Retriever) -> None:
+    unset = _DepthRecorder(bm25.index, store)
+    unset.depths = []
+    assert (unset.name, unset.cutoff, unset.k) == ("bm25", None, 1000)
+    assert unset.search("moon tides").doc_ids() == ["moon", "twin", "tides"]
+    assert unset.depths == [1000]  # no cutoff given: the default depth
+
+    explicit = BM25Retriever(bm25.index, store, k=1000)
+    assert (explicit.name, explicit.cutoff) == ("bm25%1000", 1000)
+    assert (explicit % 2000).name == "bm25%1000"  # cutoffs compose: the smaller wins
+    assert (explicit % 10).name == "bm25%10"
+    assert (unset % 1000).name == "bm25%1000"
+
+    stages = {"bm25": lambda **kw: BM25Retriever(bm25.index, store, **kw)}
+    for text in ("bm25%1000", "bm25"):
+        assert parse_pipeline(text, stages).name == text
+    assert parse_pipeline("bm25%1000", stages).search("moon tides").provenance.pipeline \
+        == "bm25%1000"

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from pursuit.indexes.records import Hit, Query, Ranking
-from pursuit.retrievers.stage import RRF, Cutoff, Retriever, ScoreFusion, Stage, Then, Weighted
+from pursuit.retrievers.stage import (
+    RRF,
+    Cutoff,
+    Retriever,
+    ScoreFusion,
+    Stage,
+    Then,
+    Weighted,
+    rrf_scores,
+)
 
 
 class FixedRetriever(Retriever):
@@ -229,3 +238,14 @@ def test_rrf_keeps_a_score_fusion_as_one_member(a, b) -> None:
     fused = (a + b) | a
     assert isinstance(fused, RRF) and len(fused.members) == 2
     assert fused.name == "a + b | a"
+
+
+def test_rrf_scores_of_finished_rankings_equal_the_operators(a, b) -> None:
+    import doctest
+
+    import pursuit.retrievers.stage as stage
+
+    fused = rrf_scores([a.search("q"), b.search("q")])
+    assert fused == (a | b).search("q").scores()  # the same formula, the same floats
+    assert rrf_scores([a.search("q")], k=0) == {"d1": 1.0, "d2": 1 / 2, "d3": 1 / 3}
+    assert doctest.testmod(stage).failed == 0

@@ -18,7 +18,6 @@ from pursuit.rerankers.blockrank.blocks import BlockLayout, build_layout, doc_bl
 from pursuit.rerankers.blockrank.forward import BlockForward, score_layout  # noqa: E402
 from pursuit.rerankers.blockrank.reranker import (  # noqa: E402
     BlockRankReranker,
-    make_blockrank,
     resolve_layer,
 )
 from pursuit.retrievers.lm.causal import wrap_causal_lm  # noqa: E402
@@ -177,7 +176,7 @@ def test_reranker_stage_ranks_strictly_and_names_options(lm) -> None:
     with pytest.raises(PursuitError, match=r"bm25%100 >> blockrank\(layer=1\)"):
         r.transform(Query("q1", QUERY), None)
     with pytest.raises(PursuitError, match="blockrank has no option 'layers'"):
-        make_blockrank(None, layers=3)
+        BlockRankReranker.from_options(None, layers=3)
     with pytest.raises(PursuitError, match="layer=5 is outside the model's 3 layers"):
         BlockRankReranker(lm, layer=5)
 

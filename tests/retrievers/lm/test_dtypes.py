@@ -139,7 +139,7 @@ def test_reranker_stages_pass_a_default_dtype_that_a_pipeline_option_overrides(
     monkeypatch.setattr(icr, "cached_lm", load)
     names = [parse_pipeline(text, reranker_stages(None, dtype=dtype)).name for text, dtype in
              (("icr", "auto"), ("icr", "float32"), ("icr(dtype='bfloat16')", "float32"))]
-    assert names == ["icr", "icr(dtype='float32')", "icr(dtype='bfloat16')"]
+    assert names == ["icr", "icr", "icr(dtype='bfloat16')"]  # a settings dtype is unnamed
     assert asked == ["auto", "float32", "bfloat16"]
 
 
@@ -193,10 +193,15 @@ def test_cli_dtype_flag_and_environment_reach_the_encoder_and_the_reranker(
     code, _, _ = cli(["index", str(notes), "--out", str(idx), "--dtype", "fp32", "--json"])
     assert code == 0
     assert Manifest.read(idx).components["dense"]["encoder"]["dtype"] == "float32"
-    # PURSUIT_DTYPE reaches a reranker that names no dtype; its own option wins over it.
+    # PURSUIT_DTYPE reaches a reranker that names no dtype (as a default: the name does not
+    # show it); its own option wins over it.
+    from pursuit.retrievers.lm import causal
+
+    monkeypatch.setattr(causal, "_SHARED", {})  # see which copies this search loads
     code, out, _ = cli(["search", "what makes the tide?", "-i", str(idx), "-p", "bm25%2 >> icr",
                         "--json"], PURSUIT_DTYPE="float32")
-    assert code == 0 and json.loads(out)["pipeline"] == "bm25%2 >> icr(dtype='float32')"
+    assert code == 0 and json.loads(out)["pipeline"] == "bm25%2 >> icr"
+    assert [key[1] for key in causal._SHARED] == ["torch.float32"]
     assert json.loads(out)["hits"][0]["id"] == "tides.md"
     code, out, _ = cli(["search", "tide", "-i", str(idx), "-p", "bm25%2 >> icr(dtype='fp32')",
                         "--dtype", "bfloat16", "--json"])
