@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 import pytest
+from cli_runner import run as run_pursuit
 
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.datasets.beir import Dataset, read_beir
@@ -26,7 +27,6 @@ from pursuit.retrievers.evaluation.batch import run_pipeline
 from pursuit.retrievers.evaluation.compare import compare
 from pursuit.retrievers.evaluation.identical_ids import drop_identical_ids, excluding_identical_ids
 from pursuit.retrievers.evaluation.metrics import evaluate
-from pursuit.ui.cli import app as cli
 
 CORPUS = [
     ("a1", "Nuclear power", "Nuclear power is clean energy: reactors cut carbon emissions."),
@@ -74,16 +74,7 @@ def index(beir: Path, tmp_path: Path) -> SearchIndex:
 @pytest.fixture
 def cli_run(capsys, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
     def run(argv: list[str]) -> tuple[int, str, str]:
-        monkeypatch.setenv("PURSUIT_CACHE_DIR", str(tmp_path / "cache"))
-        monkeypatch.setenv("PURSUIT_CONFIG", str(tmp_path / "no-config.toml"))
-        monkeypatch.setattr("sys.argv", ["pursuit", *argv])
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run_pursuit(argv, capsys, monkeypatch, tmp_path)
     return run
 
 

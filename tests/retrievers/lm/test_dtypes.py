@@ -156,21 +156,9 @@ def test_docstring_examples_run() -> None:
 def run_cli(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str],
             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[int, str, str]:
     """Run ``pursuit argv`` with ``env`` set; returns (exit code, stdout, stderr)."""
-    from pursuit.ui.cli import app as cli
+    from cli_runner import run
 
-    monkeypatch.setenv("PURSUIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PURSUIT_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.delenv("PURSUIT_DTYPE", raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr("sys.argv", ["pursuit", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(argv, capsys, monkeypatch, tmp_path, env)
 
 
 @pytest.mark.model
