@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 from pursuit.indexes.bm25 import BM25Index
 from pursuit.indexes.docstore import DocStore
 from pursuit.indexes.errors import IndexError_
+from pursuit.indexes.locking import IndexLock
 from pursuit.indexes.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -72,6 +73,8 @@ class SearchIndex:
         factory: str = "Flat",
         bm25_params: Mapping[str, Any] | None = None,
         show_progress: bool = False,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
     ) -> SearchIndex:
         """Build an index from ``docs`` into ``out``, replacing what was there only at the end.
 
@@ -85,6 +88,9 @@ class SearchIndex:
             factory: FAISS factory string of the vector index (``Flat``, ``HNSW32``, ...).
             bm25_params: Keyword arguments for :meth:`BM25Index.build` (``k1``, ``b``, ...).
             show_progress: Show progress bars while encoding.
+            wait: Wait while another process writes ``out``; ``False`` raises
+                :class:`~pursuit.indexes.locking.IndexBusyError` instead.
+            on_wait: Told, once, whom this build waits for.
 
         Example:
             >>> index = SearchIndex.build(docs, "my-index", source="notes/",
@@ -92,7 +98,7 @@ class SearchIndex:
         """
         out = Path(out)
         _check_replaceable(out)
-        with _staging(out) as tmp:
+        with IndexLock(out, wait=wait, on_wait=on_wait), _staging(out) as tmp:
             store = DocStore.create(tmp / STORE_FILE)
             try:
                 store.add(docs)
@@ -107,35 +113,45 @@ class SearchIndex:
         return cls.open(out, encoder=encoder)
 
     def add(self, docs: Iterable[Doc], *, encoder: Encoder | None = None,
-            show_progress: bool = False) -> SearchIndex:
-        """Add documents; returns the re-opened index. An index with vectors needs its encoder."""
+            show_progress: bool = False, wait: bool = True,
+            on_wait: Callable[[str], None] | None = None) -> SearchIndex:
+        """Add documents; returns the re-opened index. An index with vectors needs its encoder.
+
+        Writers take turns (``wait``, ``on_wait``: see :meth:`build`), and each starts from
+        the index as the previous one left it, so no writer's documents are lost.
+        """
         new_docs = list(docs)
         self._check_encoder(encoder, required=self.has_vectors)
 
-        def change(tmp: Path, store: DocStore) -> None:
+        def change(tmp: Path, store: DocStore, current: Manifest) -> None:
             rows = store.add(new_docs)
-            if self.has_vectors and encoder is not None and new_docs:
+            if "dense" in current.components and encoder is None:
+                raise IndexError_(f"{self.path} gained dense vectors while this change waited; "
+                                  "add the documents again with its encoder")
+            if "dense" in current.components and encoder is not None and new_docs:
                 vectors = FaissIndex.load(tmp / DENSE_DIR, mmap=False)
                 texts = [d.contents() for d in new_docs]
                 vectors.add(encoder.encode_document(texts, show_progress=show_progress), rows)
                 _replace_dir(tmp / DENSE_DIR, vectors.save)
 
-        return self._rewrite(change, encoder)
+        return self._rewrite(change, encoder, wait, on_wait)
 
-    def delete(self, ids: Sequence[str]) -> SearchIndex:
+    def delete(self, ids: Sequence[str], *, wait: bool = True,
+               on_wait: Callable[[str], None] | None = None) -> SearchIndex:
         """Delete documents by id; returns the re-opened index. Unknown ids are an error."""
 
-        def change(tmp: Path, store: DocStore) -> None:
+        def change(tmp: Path, store: DocStore, current: Manifest) -> None:
             rows = store.delete(ids)
-            if self.has_vectors:
+            if "dense" in current.components:
                 vectors = FaissIndex.load(tmp / DENSE_DIR, mmap=False)
                 vectors.remove(rows)
                 _replace_dir(tmp / DENSE_DIR, vectors.save)
 
-        return self._rewrite(change, None)
+        return self._rewrite(change, None, wait, on_wait)
 
     def add_vectors(self, encoder: Encoder, *, factory: str = "Flat", replace: bool = False,
-                    show_progress: bool = False) -> SearchIndex:
+                    show_progress: bool = False, wait: bool = True,
+                    on_wait: Callable[[str], None] | None = None) -> SearchIndex:
         """Encode every document and add the dense part; returns the re-opened index.
 
         The index is copied beside itself, the vectors and the manifest are written into the
@@ -167,7 +183,8 @@ class SearchIndex:
                               f"({built['dim']}-d); to re-encode it with {encoder.model_id}: "
                               f"pursuit add-vectors {self.path} --encoder {encoder.model_id} "
                               f"--replace")
-        with _staging(self.path) as tmp:
+        with IndexLock(self.path, wait=wait, on_wait=on_wait), _staging(self.path) as tmp:
+            current = Manifest.read(self.path)
             shutil.copytree(self.path, tmp, dirs_exist_ok=True)
             shutil.rmtree(tmp / DENSE_DIR, ignore_errors=True)
             store = DocStore.open(tmp / STORE_FILE, readonly=True)
@@ -175,21 +192,25 @@ class SearchIndex:
                 dense = _write_vectors(tmp, store, encoder, factory, show_progress)
             finally:
                 store.close()
-            components = {**self.manifest.components, "dense": dense}
-            self.manifest.updated(components=components).write(tmp)
+            components = {**current.components, "dense": dense}
+            current.updated(components=components).write(tmp)
         self.close()
         return type(self).open(self.path, encoder=encoder)
 
-    def _rewrite(self, change: Any, encoder: Encoder | None) -> SearchIndex:
-        with _staging(self.path) as tmp:
+    def _rewrite(self, change: Any, encoder: Encoder | None, wait: bool,
+                 on_wait: Callable[[str], None] | None) -> SearchIndex:
+        # Under the lock, the copy starts from the index as the last writer left it (which
+        # may be newer than what this object opened).
+        with IndexLock(self.path, wait=wait, on_wait=on_wait), _staging(self.path) as tmp:
+            current = Manifest.read(self.path)
             shutil.copytree(self.path, tmp, dirs_exist_ok=True)
             store = DocStore.open(tmp / STORE_FILE)
             try:
-                change(tmp, store)
-                bm25_params = dict(self.manifest.components["bm25"].get("params", {}))
+                change(tmp, store, current)
+                bm25_params = dict(current.components["bm25"].get("params", {}))
                 _replace_dir(tmp / BM25_DIR, _bm25_of(store, bm25_params).save)
-                manifest = self.manifest.updated(corpus_sha256=_store_hash(store),
-                                                 n_docs=len(store))
+                manifest = current.updated(corpus_sha256=_store_hash(store),
+                                           n_docs=len(store))
             finally:
                 store.close()
             manifest.write(tmp)

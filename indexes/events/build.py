@@ -29,6 +29,7 @@ from pursuit.indexes.events.files import (
     save_event_store,
 )
 from pursuit.indexes.events.store import Event, EventStore
+from pursuit.indexes.locking import IndexLock
 from pursuit.indexes.manifest import add_vectors_hint
 from pursuit.indexes.protocols import Encoder
 
@@ -107,6 +108,7 @@ def build_event_store(index: SearchIndex, *, encoder: Encoder | None = None,
         chunk = new[start:start + 4096]
         vectors = index.vectors.vectors_of(np.array([x[2] for x in chunk], dtype=np.int64))
         store.add([x[1] for x in chunk], vectors, [x[0] for x in chunk], [x[3] for x in chunk])
-    save_event_store(store, index.path / EVENTS_DIR, encoder=config,
-                     index_state=_index_state(index))
+    with IndexLock(index.path):  # not while another writer copies the index
+        save_event_store(store, index.path / EVENTS_DIR, encoder=config,
+                         index_state=_index_state(index))
     return store

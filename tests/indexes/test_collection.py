@@ -45,7 +45,7 @@ def test_build_writes_a_complete_directory_with_its_manifest(tmp_path: Path) -> 
         assert {"numpy", "bm25s", "faiss-cpu", "python"} <= set(raw["packages"])
         assert _ids(index, "bm25", "volcano lava")[0] == "d2"
         assert _ids(index, "dense", "snake")[0] == "d3"
-    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]  # no staging folder left
 
 
 def test_an_interrupted_build_leaves_the_previous_index_intact(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_an_interrupted_build_leaves_the_previous_index_intact(tmp_path: Path) -
     with pytest.raises(KeyboardInterrupt):
         SearchIndex.build(failing(), tmp_path / "idx", source="other", encoder=KeywordEncoder(VOCAB))
     assert (tmp_path / "idx" / "manifest.json").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]
     with SearchIndex.open(tmp_path / "idx") as index:
         assert len(index.store) == 4
 
@@ -137,7 +137,7 @@ def test_an_index_without_vectors_gets_them_added_once(tmp_path: Path) -> None:
     assert raw["corpus_sha256"] == corpus_hash(DOCS) and raw["n_docs"] == 4
     assert _ids(index, "dense", "snake")[0] == "d3"
     assert _ids(index, "bm25", "volcano lava")[0] == "d2"
-    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]  # no staging folder left
 
     dense_files = _files(path / "dense")
     assert index.add_vectors(KeywordEncoder(VOCAB)) is index  # same encoder: nothing encoded
@@ -169,7 +169,7 @@ def test_an_interrupted_add_vectors_leaves_the_index_as_it_was(tmp_path: Path) -
         index.add_vectors(_InterruptedEncoder(VOCAB))
     index.close()
     assert _files(path) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]
     with SearchIndex.open(path) as index:
         assert not index.has_vectors and _ids(index, "bm25", "python code")[0] == "d4"
 

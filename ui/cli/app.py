@@ -38,6 +38,8 @@ DEFAULT_PIPELINE = "0.5*bm25 + 0.5*dense"
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help=(
     "Pipeline in textual form, e.g. 'bm25', 'bm25%100 | dense%100', '0.3*bm25 + 0.7*dense'."))]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help=(
+    "Fail at once when another process is changing the index, instead of waiting for it."))]
 DtypeOpt = Annotated[str | None, typer.Option(help=(
     "What in-process models compute in: auto (bfloat16 on CUDA GPUs and CPUs with "
     "AVX512-BF16 or AMX, float32 elsewhere), bfloat16, float32 or float16 (also "
@@ -63,6 +65,7 @@ def index(
     factory: Annotated[str | None, typer.Option(help="FAISS factory string: Flat, HNSW32, IVF256,Flat.")] = None,
     field: Annotated[list[str] | None, typer.Option(help="Field mapping for JSON records, e.g. --field text=body.")] = None,
     dtype: DtypeOpt = None,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build an index (documents, BM25, dense vectors) from SOURCE into --out.
@@ -76,7 +79,7 @@ def index(
 
     settings = _settings(encoder=encoder, factory=factory, dtype=dtype)
     index = build_index(source, out, settings=settings, vectors=vectors,
-                        fields=_pairs(field, "--field"), console=console)
+                        fields=_pairs(field, "--field"), console=console, wait=not no_wait)
     close_and_report(index, as_json, lambda n: f"[green]Indexed[/] {n:,} documents into {out}")
 
 
@@ -85,12 +88,14 @@ def add(
     index_dir: Annotated[Path, typer.Argument(help="An existing index directory.")],
     source: Annotated[str, typer.Argument(help="Documents to add (same kinds as 'index').")],
     field: Annotated[list[str] | None, typer.Option(help="Field mapping for JSON records.")] = None,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add the documents of SOURCE to an existing index."""
     from pursuit.ui.cli.indexing import add_documents
 
-    index = add_documents(index_dir, source, fields=_pairs(field, "--field"), console=console)
+    index = add_documents(index_dir, source, fields=_pairs(field, "--field"), console=console,
+                          wait=not no_wait)
     close_and_report(index, as_json, lambda n: f"[green]Index now holds[/] {n:,} documents")
 
 
@@ -98,14 +103,17 @@ def add(
 def delete(
     index_dir: Annotated[Path, typer.Argument(help="An existing index directory.")],
     ids: Annotated[list[str], typer.Argument(help="Ids of the documents to delete.")],
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete documents by id from an existing index."""
+    """Delete documents by id from an existing index (an id named twice counts once)."""
     from pursuit.indexes.collection import SearchIndex
+    from pursuit.ui.cli.indexing import say_waiting
 
-    index = SearchIndex.open(index_dir).delete(ids)
+    unique = list(dict.fromkeys(ids))
+    index = SearchIndex.open(index_dir).delete(unique, wait=not no_wait, on_wait=say_waiting(console))
     close_and_report(index, as_json,
-                      lambda n: f"[green]Deleted[/] {len(ids)}; {n:,} documents left")
+                     lambda n: f"[green]Deleted[/] {len(unique)}; {n:,} documents left")
 
 
 @app.command(name="add-vectors")
@@ -114,6 +122,7 @@ def add_vectors(
     encoder: Annotated[str | None, typer.Option(help="Dense encoder: hub id, local path or LLM-QL checkpoint (default: the configured one).")] = None,
     factory: Annotated[str | None, typer.Option(help="FAISS factory string: Flat, HNSW32, IVF256,Flat.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Re-encode an index whose vectors came from another encoder.")] = False,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add dense vectors to an index built without them ('pursuit index --no-vectors').
@@ -125,7 +134,7 @@ def add_vectors(
     from pursuit.ui.cli.indexing import add_vectors as add_index_vectors
 
     index = add_index_vectors(index_dir, settings=_settings(encoder=encoder, factory=factory),
-                              replace=replace, console=console)
+                              replace=replace, console=console, wait=not no_wait)
     model = (index.encoder_config or {}).get("model_id", "?")
     close_and_report(index, as_json,
                      lambda n: f"[green]Index holds dense vectors[/] of {n:,} documents ({model})")

@@ -184,7 +184,7 @@ def test_eval_builds_only_what_its_pipelines_read(cli_run, tmp_path: Path) -> No
     code, out, err = cli_run(["eval", str(data), "-p", "bm25", "--json"])
     assert code == 0, err
     assert json.loads(out)["metrics"]["nDCG@10"] == 1.0
-    [cached] = list((tmp_path / "cache" / "indexes").iterdir())
+    [cached] = [p for p in (tmp_path / "cache" / "indexes").iterdir() if not p.name.startswith(".")]
     assert sorted(p.name for p in cached.iterdir()) == ["bm25", "docs.sqlite", "manifest.json"]
     assert _components(cached) == ["bm25", "store"]
     assert "(BM25 only; vectors come when a pipeline needs them)" in " ".join(err.split())
@@ -198,7 +198,9 @@ def test_eval_builds_only_what_its_pipelines_read(cli_run, tmp_path: Path) -> No
     assert json.loads(out)["metrics"]["nDCG@10"] == 1.0
     assert "Adding dense vectors (all-MiniLM-L6-v2) of 3 documents" in " ".join(err.split())
     assert _components(cached) == ["bm25", "dense", "store"]
-    assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no staging folder left
+    # no staging folder left, only the writers' lock file
+    assert sorted(p.name for p in cached.parent.iterdir()) == [f".{cached.name}.lock",
+                                                               cached.name]
     vectors = _files(cached / "dense")
 
     code, out, err = cli_run(["compare", str(data), "-p", "hybrid=0.5*bm25 + 0.5*dense",

@@ -1,0 +1,126 @@
+"""What pursuit promises when users are careless or hostile: the README's Guarantees.
+
+Each test here backs one promise, and each failed before the change that made it true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_runner import run
+
+from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.locking import IndexLock
+from pursuit.indexes.records import Doc
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "from pursuit.ui.cli import main; main()"
+
+
+def _docs(prefix: str, n: int) -> list[Doc]:
+    return [Doc(f"{prefix}{i}", f"note {prefix} number {i} about tides and the moon")
+            for i in range(n)]
+
+
+def _jsonl(path: Path, docs: list[Doc]) -> Path:
+    path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs),
+                    encoding="utf-8")
+    return path
+
+
+class Pursuit:
+    """``pursuit ARGS`` in a process of its own; its output goes to files read at any time."""
+
+    def __init__(self, *args: str, tmp_path: Path) -> None:
+        env = {**os.environ, "PURSUIT_CACHE_DIR": str(tmp_path / "cache"),
+               "PURSUIT_CONFIG": str(tmp_path / "no-config.toml"), "COLUMNS": "200"}
+        name = f"run-{time.monotonic_ns()}"
+        self.out, self.err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=out,
+                                         stderr=err, env=env, cwd=ROOT.parent)
+
+    def said(self) -> str:
+        """Everything printed so far, with line wrapping undone."""
+        return " ".join((self.out.read_text() + self.err.read_text()).split())
+
+    def wait(self) -> int:
+        return self.proc.wait(timeout=120)
+
+
+def _wait_for(predicate, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    SearchIndex.build(_docs("base", 20), tmp_path / "idx", source="test").close()
+    return tmp_path / "idx"
+
+
+def test_two_writers_at_once_lose_no_documents(index_dir: Path, tmp_path: Path) -> None:
+    """Both adds wait while the index is locked (so their work overlaps for certain), then
+    take turns: the index holds every document of both."""
+    a = _jsonl(tmp_path / "a.jsonl", _docs("a", 10))
+    b = _jsonl(tmp_path / "b.jsonl", _docs("b", 10))
+    waiting = f"waiting for process {os.getpid()}, which is changing {index_dir}"
+    with IndexLock(index_dir):
+        writers = [Pursuit("add", str(index_dir), str(f), tmp_path=tmp_path) for f in (a, b)]
+        # Each writer says whom it waits for before it reads the index.
+        _wait_for(lambda: all(waiting in w.said() for w in writers))
+        busy = Pursuit("add", str(index_dir), str(a), "--no-wait", tmp_path=tmp_path)
+        assert busy.wait() == 1
+        assert f"{index_dir} is being changed by process {os.getpid()}" in busy.said()
+        assert "Traceback" not in busy.said()
+        assert all(w.proc.poll() is None for w in writers), "a writer went ahead of the lock"
+    assert [w.wait() for w in writers] == [0, 0], [w.said() for w in writers]
+    with SearchIndex.open(index_dir) as index:
+        assert len(index.store) == 40
+        ids = {f"a{i}" for i in range(10)} | {f"b{i}" for i in range(10)}
+        assert ids <= set(index.store.all_ids())
+
+
+def test_a_killed_writer_blocks_nobody_and_leaves_nothing_behind(index_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pursuit.indexes.locking import IndexLock\n"
+         f"with IndexLock({str(index_dir)!r}):\n    print('locked', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT.parent)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    # What a writer killed mid-add leaves: a full copy of the index beside it.
+    stale = index_dir.with_name(f".{index_dir.name}.building-{holder.pid}")
+    stale.mkdir()
+    (stale / "store.sqlite").write_bytes(b"half a copy")
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=30)
+    add = Pursuit("add", str(index_dir), str(_jsonl(tmp_path / "c.jsonl", _docs("c", 3))),
+                  "--no-wait", tmp_path=tmp_path)
+    assert add.wait() == 0, add.said()
+    assert "Index now holds 23 documents" in add.said()
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".idx")) == [
+        ".idx.lock"]
+
+
+def test_deleting_an_id_named_twice_counts_it_once(index_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run(["delete", str(index_dir), "base1", "base1", "--json"], capsys,
+                         monkeypatch, tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["n_docs"] == 19
+    code, out, err = run(["delete", str(index_dir), "base2", "base2"], capsys, monkeypatch,
+                         tmp_path)
+    assert code == 0 and "Deleted 1; 18 documents left" in " ".join((out + err).split())
