@@ -258,3 +258,30 @@ def _parse(flat: str) -> ast.expr:
     except SyntaxError as err:
         column = min(max(err.offset or 1, 1), len(flat) + 1)
         raise PipelineError(flat, column, f"syntax error: {err.msg}") from None
+
+
+def largest_depth(text: str) -> int:
+    """The largest number of documents a pipeline text asks any stage for: its ``%`` cutoffs
+    and its ``k=`` options (``0`` when it names neither). Nothing is built.
+
+    Lets a server refuse a pipeline deeper than it allows before any memory is sized by it.
+
+    Raises:
+        PipelineError: the text is empty or has a syntax error.
+
+    Example:
+        >>> largest_depth("bm25%100 >> icr%10 | dense(k=500)")
+        500
+    """
+    flat = _flat(text)
+    if not flat:
+        raise PipelineError(text, None, "empty pipeline")
+    depth = 0
+    for node in ast.walk(_parse(flat)):
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
+                and isinstance(node.right, ast.Constant) and isinstance(node.right.value, int)):
+            depth = max(depth, node.right.value)
+        elif isinstance(node, ast.keyword) and node.arg == "k" \
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, int):
+            depth = max(depth, node.value.value)
+    return depth

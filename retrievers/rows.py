@@ -89,6 +89,9 @@ class RowRetriever(Retriever):
         """The top ``k`` for each query: one index search per distinct per-query filter."""
         if not queries:
             return []
+        # Never size an array by more rows than the store has: bm25%1000000000 on five
+        # documents needs five places, not a billion.
+        k = max(1, min(k, self.store.n_rows))
         prepared = self._prepare(queries)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)

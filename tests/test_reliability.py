@@ -19,6 +19,7 @@ from cli_runner import run
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.locking import IndexLock
 from pursuit.indexes.records import Doc
+from pursuit.rerankers.pipelines import pipeline as pursuit_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "from pursuit.ui.cli import main; main()"
@@ -124,3 +125,42 @@ def test_deleting_an_id_named_twice_counts_it_once(index_dir: Path, tmp_path: Pa
     code, out, err = run(["delete", str(index_dir), "base2", "base2"], capsys, monkeypatch,
                          tmp_path)
     assert code == 0 and "Deleted 1; 18 documents left" in " ".join((out + err).split())
+
+
+def test_no_cutoff_sizes_memory_beyond_the_index(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    SearchIndex.build(_docs("d", 5), tmp_path / "five", source="test").close()
+    with SearchIndex.open(tmp_path / "five") as index:
+        # A trillion places would need terabytes; the store has five rows.
+        ranking = pursuit_pipeline(index, "bm25%1000000000000").search("tides")
+        assert len(ranking) == 5
+    code, out, err = run(["search", "tides", "--index", str(tmp_path / "five"),
+                          "-p", "bm25%1000000000000", "--json"], capsys, monkeypatch, tmp_path)
+    assert code == 0 and len(json.loads(out)["hits"]) == 5
+    for bad in ("0", "-3"):
+        code, out, err = run(["search", "tides", "--index", str(tmp_path / "five"), "-k", bad],
+                             capsys, monkeypatch, tmp_path)
+        assert code == 2 and "Traceback" not in err
+        assert "Invalid value for '-k': Input should be greater than or equal to 1" in err
+
+
+def test_the_api_refuses_a_pipeline_deeper_than_its_documented_maximum(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from pursuit.ui.settings import Settings
+    from pursuit.ui.web.api import MAX_DEPTH
+    from pursuit.ui.web.server import create_app
+
+    SearchIndex.build(_docs("d", 5), tmp_path / "five", source="test").close()
+    settings = Settings(cache_dir=tmp_path, index=str(tmp_path / "five"),
+                        threads=str(tmp_path / "threads.sqlite"))
+    with TestClient(create_app(settings, session_factory=None)) as client:
+        deep = client.post("/api/search", json={"query": "tides", "pipeline": "bm25%100000000"})
+        assert deep.status_code == 422
+        assert f"allows at most {MAX_DEPTH:,}" in deep.text and MAX_DEPTH == 10_000
+        by_option = client.post("/api/search", json={"query": "tides",
+                                                      "pipeline": "bm25(k=20000)"})
+        assert by_option.status_code == 422 and "20,000 documents" in by_option.text
+        fine = client.post("/api/search", json={"query": "tides", "pipeline": "bm25%10000"})
+        assert fine.status_code == 200, fine.text

@@ -127,7 +127,8 @@ def test_an_explicit_k_is_named_even_at_the_default_depth(store: DocStore,
     unset.depths = []
     assert (unset.name, unset.cutoff, unset.k) == ("bm25", None, 1000)
     assert unset.search("moon tides").doc_ids() == ["moon", "twin", "tides"]
-    assert unset.depths == [1000]  # no cutoff given: the default depth
+    # no cutoff given: the default depth, capped by the rows the store has
+    assert unset.depths == [min(1000, store.n_rows)] == [store.n_rows]
 
     explicit = BM25Retriever(bm25.index, store, k=1000)
     assert (explicit.name, explicit.cutoff) == ("bm25%1000", 1000)

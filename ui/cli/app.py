@@ -145,7 +145,7 @@ def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index_dir: Annotated[Path, typer.Option("--index", "-i", help="Index directory.")],
     pipeline: PipelineOpt = DEFAULT_PIPELINE,
-    k: Annotated[int, typer.Option("-k", help="Number of results to show.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results to show (at least 1).")] = 10,
     published_before: Annotated[str | None, typer.Option(help="Only documents published before this ISO date.")] = None,
     published_after: Annotated[str | None, typer.Option(help="Only documents published on or after this ISO date.")] = None,
     where: Annotated[list[str] | None, typer.Option(help="Metadata filter, e.g. --where source=BBC.")] = None,

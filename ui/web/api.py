@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.filters import as_utc
+from pursuit.retrievers.pipeline_parser import PipelineError, largest_depth
 from pursuit.ui.web.runs import RunLimitError, describe
 
 __all__ = ["ERROR_RESPONSES", "ApiGuard", "ChatRequest", "ErrorBody", "ResumeRequest",
@@ -40,6 +41,24 @@ def _text(value: str) -> str:
     if not value.strip():
         raise ValueError("is empty; type something")
     return value.strip()
+
+
+#: The most documents one stage of an ``/api/search`` pipeline may ask for (``%`` or ``k=``):
+#: memory is sized by it, so a request cannot make the server allocate without bound.
+MAX_DEPTH = 10_000
+
+
+def _depth(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        depth = largest_depth(value)
+    except PipelineError:
+        return value  # the pipeline's own parser reports it, with its position
+    if depth > MAX_DEPTH:
+        raise ValueError(f"asks one stage for {depth:,} documents; this server allows at most "
+                         f"{MAX_DEPTH:,} (e.g. bm25%1000)")
+    return value
 
 
 class _Body(BaseModel):
@@ -85,6 +104,7 @@ class SearchRequest(_Body):
 
     check_query = field_validator("query")(_text)
     check_before = field_validator("published_before")(_iso_date)
+    check_pipeline = field_validator("pipeline")(_depth)
 
 
 class ErrorBody(BaseModel):
