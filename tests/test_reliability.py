@@ -146,16 +146,9 @@ def test_no_cutoff_sizes_memory_beyond_the_index(tmp_path: Path,
 
 
 def test_the_api_refuses_a_pipeline_deeper_than_its_documented_maximum(tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from pursuit.ui.settings import Settings
     from pursuit.ui.web.api import MAX_DEPTH
-    from pursuit.ui.web.server import create_app
 
-    SearchIndex.build(_docs("d", 5), tmp_path / "five", source="test").close()
-    settings = Settings(cache_dir=tmp_path, index=str(tmp_path / "five"),
-                        threads=str(tmp_path / "threads.sqlite"))
-    with TestClient(create_app(settings, session_factory=None)) as client:
+    with _served(tmp_path) as client:
         deep = client.post("/api/search", json={"query": "tides", "pipeline": "bm25%100000000"})
         assert deep.status_code == 422
         assert f"allows at most {MAX_DEPTH:,}" in deep.text and MAX_DEPTH == 10_000
@@ -164,3 +157,53 @@ def test_the_api_refuses_a_pipeline_deeper_than_its_documented_maximum(tmp_path:
         assert by_option.status_code == 422 and "20,000 documents" in by_option.text
         fine = client.post("/api/search", json={"query": "tides", "pipeline": "bm25%10000"})
         assert fine.status_code == 200, fine.text
+
+
+def _served(tmp_path: Path, **settings: str):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from pursuit.ui.settings import Settings
+    from pursuit.ui.web.server import create_app
+
+    SearchIndex.build(_docs("d", 5), tmp_path / "five", source="test").close()
+    return TestClient(create_app(Settings(cache_dir=tmp_path, index=str(tmp_path / "five"),
+                                          threads=str(tmp_path / "threads.sqlite"), **settings),
+                                 session_factory=None), base_url="http://127.0.0.1:8000")
+
+
+def test_another_host_name_cannot_read_the_local_server(tmp_path: Path) -> None:
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: it gets nothing."""
+    with _served(tmp_path) as client:
+        body = {"query": "tides"}
+        assert client.post("/api/search", json=body).status_code == 200
+        assert client.post("/api/search", json=body,
+                           headers={"Host": "localhost:8000"}).status_code == 200
+        for evil in ("evil.example.com", "evil.example.com:8000", "127.0.0.1.evil.example"):
+            refused = client.post("/api/search", json=body, headers={"Host": evil})
+            assert refused.status_code == 400 and "d0" not in refused.text
+            assert "PURSUIT_ALLOWED_HOSTS" in refused.json()["error"]
+            assert client.get("/", headers={"Host": evil}).status_code == 400
+    with _served(tmp_path / "named", host="0.0.0.0", allowed_hosts="chat.example.org") as client:
+        assert client.post("/api/search", json={"query": "tides"},
+                           headers={"Host": "chat.example.org"}).status_code == 200
+        assert client.post("/api/search", json={"query": "tides"},
+                           headers={"Host": "evil.example.com"}).status_code == 400
+
+
+def test_every_page_forbids_framing_and_sniffing(tmp_path: Path) -> None:
+    with _served(tmp_path) as client:
+        for path in ("/", "/docs", "/api/health", "/static/app.js", "/no-such-page"):
+            headers = client.get(path).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "no-referrer"
+        assert "'unsafe-inline'" not in client.get("/").headers["content-security-policy"]
+
+
+def test_a_blank_token_is_refused() -> None:
+    from pursuit.indexes.errors import PursuitError
+    from pursuit.ui.settings import Settings
+
+    with pytest.raises(PursuitError, match="setting token is blank"):
+        Settings(token="   ")
+    assert Settings(token="").token == "" and Settings(token="s3cret").token == "s3cret"

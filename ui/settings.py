@@ -40,6 +40,9 @@ class Settings:
         max_runs: Agent runs the web chat works on at once (more: 429).
         cors_origins: Comma-separated origins allowed to call the API from other pages
             (empty: CORS off, so only the page the server itself serves can).
+        allowed_hosts: Comma-separated host names the web chat answers besides loopback
+            names and ``host`` (``*``: any); a request naming another host gets 400, so a
+            DNS-rebinding page cannot read a local server.
         heartbeat_s: Seconds a chat stream may stay quiet before a ``heartbeat`` event.
         dtype: What in-process models compute in (the chat model, the rerankers, the
             encoder of new indexes): ``auto`` (bfloat16 on CUDA GPUs that support it and on
@@ -63,10 +66,14 @@ class Settings:
     max_request_bytes: int = 65_536
     max_runs: int = 4
     cors_origins: str = ""
+    allowed_hosts: str = ""
     heartbeat_s: float = 3.0
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.token and not self.token.strip():
+            raise PursuitError("setting token is blank, so no request could ever send it; "
+                               "give a token of visible characters, or none")
         try:  # a typo in PURSUIT_DTYPE or the settings file fails here, naming the setting
             object.__setattr__(self, "dtype", dtype_name(self.dtype))
         except DtypeError as exc:

@@ -47,6 +47,7 @@ from pursuit.ui.web.api import (
 )
 from pursuit.ui.web.chatagent import AgentLoader, ChatAgent
 from pursuit.ui.web.conversations import ConversationStore
+from pursuit.ui.web.guards import HostGuard, SecurityHeaders, allowed_hosts
 from pursuit.ui.web.history import conversation_json, search_json
 from pursuit.ui.web.runs import Run, RunManager
 
@@ -121,10 +122,13 @@ def create_app(settings: Settings, *, session_factory: SessionFactory | None = N
     _add_chat_routes(app, state)
     _add_other_routes(app, state)
     app.add_middleware(ApiGuard, token=settings.token, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
     if settings.cors_list:  # off unless asked for: only the page served here calls the API
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_list,
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+    # Outermost: a request for another host name is refused before anything reads it.
+    app.add_middleware(HostGuard, allowed=allowed_hosts(settings.host, settings.allowed_hosts))
     return app
 
 
