@@ -207,3 +207,14 @@ def test_a_blank_token_is_refused() -> None:
     with pytest.raises(PursuitError, match="setting token is blank"):
         Settings(token="   ")
     assert Settings(token="").token == "" and Settings(token="s3cret").token == "s3cret"
+
+
+def test_a_missing_file_says_so_without_the_install_path(tmp_path: Path) -> None:
+    with _served(tmp_path) as client:
+        for path, name in (("/static/nope.js", "nope.js"), ("/static/%00", "\\x00"),
+                           ("/static/..%2F..%2Fsettings.py", "../../settings.py")):
+            missing = client.get(path)
+            assert missing.status_code == 404, path
+            assert missing.json() == {"error": f"there is no file '{name}' here; the chat "
+                                               "page is at /"}
+            assert str(ROOT) not in missing.text

@@ -257,10 +257,16 @@ def _add_other_routes(app: FastAPI, state: _State) -> None:
 
 
 def _static_file(name: str) -> FileResponse:
+    """A file of the page; 404 for anything else, naming the file but not where pursuit is
+    installed (a visitor has no business knowing the server's paths)."""
     root = STATIC_DIR.resolve()
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except (ValueError, OSError):  # a NUL byte or an unreadable name: no such file
+        path = root / "missing"
     if not path.is_relative_to(root) or not path.is_file():
-        what = "the chat page" if name == "index.html" else "that file"
-        raise HTTPException(404, f"{what} is missing: {root / name} does not exist; "
-                            "reinstall pursuit or use the API under /api (see /docs)")
+        if name == "index.html":
+            raise HTTPException(404, "the chat page is missing from this installation; "
+                                "reinstall pursuit or use the API under /api (see /docs)")
+        raise HTTPException(404, f"there is no file {name!r} here; the chat page is at /")
     return FileResponse(path, headers={"Cache-Control": "no-cache"})

@@ -350,9 +350,9 @@ def test_page_docs_and_cors(index_path: Path, tmp_path: Path,
     with serve(allowed, factory(allowed, ScriptedLLM(default=agent_script()))) as client:
         cors = client.get("/api/health", headers=origin)
     assert missing.status_code == 404
-    assert missing.json()["error"] == (f"the chat page is missing: {static / 'index.html'} does "
-                                       "not exist; reinstall pursuit or use the API under /api "
-                                       "(see /docs)")
+    assert missing.json()["error"] == ("the chat page is missing from this installation; "
+                                       "reinstall pursuit or use the API under /api (see /docs)")
+    assert str(static) not in missing.text  # a visitor never learns the server's paths
     assert page.text == "<h1>chat</h1>" and script.text == "console.log(1)"
     assert "javascript" in script.headers["content-type"]
     assert escape.status_code == 404
