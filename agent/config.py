@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pursuit.indexes.errors import PursuitError
+from pursuit.indexes.filters import as_utc
 from pursuit.retrievers.lm.dtypes import DtypeError, dtype_name
 
 __all__ = ["AgentConfig"]
@@ -71,6 +72,8 @@ class AgentConfig:
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.as_of is not None:
+            as_utc(self.as_of)  # a bad date fails here, before any model work
         try:
             object.__setattr__(self, "dtype", dtype_name(self.dtype))
         except DtypeError as exc:

@@ -102,6 +102,9 @@ class SearchIndex:
             store = DocStore.create(tmp / STORE_FILE)
             try:
                 store.add(docs)
+                if len(store) == 0:
+                    raise IndexError_(f"{source} holds no documents, so there is nothing to "
+                                      "index; check the path (and --field for JSON records)")
                 components = {"store": {"file": STORE_FILE}}
                 components.update(_write_components(tmp, store, encoder, factory,
                                                     dict(bm25_params or {}), show_progress))
@@ -207,6 +210,10 @@ class SearchIndex:
             store = DocStore.open(tmp / STORE_FILE)
             try:
                 change(tmp, store, current)
+                if len(store) == 0:
+                    raise IndexError_(f"this would leave {self.path} with no documents, and an "
+                                      "index needs at least one; to remove the whole index, "
+                                      f"delete the folder {self.path}")
                 bm25_params = dict(current.components["bm25"].get("params", {}))
                 _replace_dir(tmp / BM25_DIR, _bm25_of(store, bm25_params).save)
                 manifest = current.updated(corpus_sha256=_store_hash(store),
@@ -243,9 +250,10 @@ class SearchIndex:
                 raise IndexError_(f"{path / name} is missing, the index is damaged; "
                                   f"{rebuild_hint(path, manifest.source)}")
         store = DocStore.open(path / STORE_FILE, readonly=True)
-        if len(store) != manifest.n_docs:
+        held = len(store)
+        if held != manifest.n_docs:
             store.close()
-            raise IndexError_(f"{path / STORE_FILE} holds {len(store)} documents but the manifest "
+            raise IndexError_(f"{path / STORE_FILE} holds {held} documents but the manifest "
                               f"says {manifest.n_docs}; the index is damaged; "
                               f"{rebuild_hint(path, manifest.source)}")
         bm25 = BM25Index.load(path / BM25_DIR, mmap=mmap)
@@ -343,6 +351,9 @@ def _replace_dir(path: Path, save: Any) -> None:
 
 
 def _check_replaceable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise IndexError_(f"cannot write an index to {out}: it is a file, and an index is a "
+                          "folder; choose another --out path")
     if out.exists() and not (out / MANIFEST_NAME).exists() and any(out.iterdir()):
         raise IndexError_(f"refusing to write an index into {out}: it exists, is not empty and "
                           f"is not a pursuit index; choose another --out directory")

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pursuit.indexes.errors import PursuitError
 from pursuit.indexes.records import Doc
+
+
+class DateError(PursuitError, ValueError):
+    """A date the user wrote that is not one."""
 
 
 def as_utc(value: datetime | str) -> datetime:
@@ -17,7 +22,14 @@ def as_utc(value: datetime | str) -> datetime:
         >>> as_utc("2023-11-27").isoformat()
         '2023-11-27T00:00:00+00:00'
     """
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise DateError(f"{value!r} is not a date; write it as YYYY-MM-DD (or an ISO "
+                            "date and time, e.g. 2023-11-27T09:30)") from None
+    else:
+        dt = value
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 

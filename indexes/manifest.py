@@ -72,6 +72,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: The JSON type each manifest field must have (a damaged file says which one is wrong).
+_FIELD_TYPES: dict[str, type] = {"source": str, "corpus_sha256": str, "n_docs": int,
+                                 "components": dict, "packages": dict, "created_at": str,
+                                 "updated_at": str}
+_KIND_NAMES = {str: "a string", int: "a whole number", dict: "an object"}
+
+
 @dataclass(frozen=True)
 class Manifest:
     """The contents of ``manifest.json``.
@@ -136,7 +143,17 @@ class Manifest:
             raise IndexError_(f"{path} has format version {version!r}, this pursuit reads "
                               f"version {FORMAT_VERSION}; {rebuild_hint(directory, source)}")
         try:
-            return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+            values = {k: raw[k] for k in cls.__dataclass_fields__}
         except KeyError as exc:
             raise IndexError_(f"{path} lacks the field {exc.args[0]!r}; "
                               f"{rebuild_hint(directory, source)}") from None
+        for key, kind in _FIELD_TYPES.items():
+            value = values[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise IndexError_(f"{path} is damaged: {key!r} should be "
+                                  f"{_KIND_NAMES[kind]}, found {json.dumps(value)[:60]}; "
+                                  f"{rebuild_hint(directory, source)}")
+        if not all(isinstance(v, dict) for v in values["components"].values()):
+            raise IndexError_(f"{path} is damaged: every component should be an object; "
+                              f"{rebuild_hint(directory, source)}")
+        return cls(**values)

@@ -218,3 +218,51 @@ def test_a_missing_file_says_so_without_the_install_path(tmp_path: Path) -> None
             assert missing.json() == {"error": f"there is no file '{name}' here; the chat "
                                                "page is at /"}
             assert str(ROOT) not in missing.text
+
+
+def test_bad_input_to_every_command_is_a_message_not_a_traceback(
+        index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder", encoding="utf-8")
+    idx = str(index_dir)
+    cases = {
+        ("search", "tides", "--index", idx, "--published-before", "notadate"):
+            "'notadate' is not a date; write it as YYYY-MM-DD",
+        ("search", "tides", "--index", idx, "--published-after", "32/13/2020"):
+            "'32/13/2020' is not a date",
+        ("ask", "why tides?", "--index", idx, "--as-of", "yesterday"):
+            "'yesterday' is not a date",
+        ("index", str(empty), "--out", str(tmp_path / "e"), "--no-vectors"):
+            f"{empty} holds no documents, so there is nothing to index",
+        ("index", str(index_dir / "manifest.json"), "--out", str(a_file), "--no-vectors"):
+            f"cannot write an index to {a_file}: it is a file",
+        ("delete", idx, *[f"base{i}" for i in range(20)]):
+            f"this would leave {idx} with no documents",
+    }
+    for argv, message in cases.items():
+        code, out, err = run(list(argv), capsys, monkeypatch, tmp_path)
+        said = " ".join(err.split())
+        assert code == 1 and message in said, (argv, said)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, (argv, err)
+    with SearchIndex.open(index_dir) as index:
+        assert len(index.store) == 20  # the refused delete changed nothing
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"n_docs": "twenty"}, "'n_docs' should be a whole number, found \"twenty\""),
+    ({"components": []}, "'components' should be an object, found []"),
+    ({"n_docs": 21}, "holds 20 documents but the manifest says 21"),
+])
+def test_a_damaged_manifest_names_what_is_wrong_and_the_rebuild(
+        index_dir: Path, change: dict[str, object], message: str) -> None:
+    from pursuit.indexes.errors import IndexError_
+
+    manifest = index_dir / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **change}))
+    with pytest.raises(IndexError_) as caught:
+        SearchIndex.open(index_dir)
+    assert message in str(caught.value)
+    assert "rebuild it with: pursuit index test --out" in str(caught.value)
