@@ -212,7 +212,11 @@ def parse_pipeline(text: str, registry: Mapping[str, Factory]) -> Stage:
     builder = _Builder(flat, registry)
     if not flat:
         raise PipelineError(text, None, f"empty pipeline; {builder.available()}")
-    return builder.stage(_parse(flat))
+    try:
+        return builder.stage(_parse(flat))
+    except RecursionError:
+        raise PipelineError(flat[:40] + "...", None, f"the pipeline nests too deeply to read "
+                            f"({len(flat):,} characters); fuse fewer stages") from None
 
 
 def stage_names(text: str) -> set[str]:
@@ -255,6 +259,9 @@ def _flat(text: str) -> str:
 def _parse(flat: str) -> ast.expr:
     try:
         return ast.parse(flat, mode="eval").body
+    except (RecursionError, MemoryError):
+        raise PipelineError(flat[:40] + "...", None, f"the pipeline nests too deeply to read "
+                            f"({len(flat):,} characters); fuse fewer stages") from None
     except SyntaxError as err:
         column = min(max(err.offset or 1, 1), len(flat) + 1)
         raise PipelineError(flat, column, f"syntax error: {err.msg}") from None

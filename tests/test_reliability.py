@@ -266,3 +266,20 @@ def test_a_damaged_manifest_names_what_is_wrong_and_the_rebuild(
         SearchIndex.open(index_dir)
     assert message in str(caught.value)
     assert "rebuild it with: pursuit index test --out" in str(caught.value)
+
+
+def test_a_huge_fused_pipeline_is_refused_with_a_message(index_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = " + ".join(["bm25"] * 12_000)
+    code, out, err = run(["search", "tides", "--index", str(index_dir), "-p", huge], capsys,
+                         monkeypatch, tmp_path)
+    assert code == 1 and "Traceback" not in err
+    assert "the pipeline nests too deeply to read (83,997 characters); fuse fewer stages" \
+        in " ".join(err.split())
+    with _served(tmp_path / "server") as client:
+        long = " + ".join(["bm25"] * 1000)  # within the body limit, beyond the pipeline's
+        refused = client.post("/api/search", json={"query": "tides", "pipeline": long})
+        assert refused.status_code == 422 and "at most 2000 characters" in refused.text
+        too_big = client.post("/api/search", json={"query": "tides", "pipeline": huge})
+        assert too_big.status_code == 413

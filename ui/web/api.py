@@ -99,7 +99,7 @@ class SearchRequest(_Body):
 
     query: str = Field(max_length=2000)
     k: int = Field(default=10, ge=1, le=100)
-    pipeline: str | None = None
+    pipeline: str | None = Field(default=None, max_length=2000)
     published_before: str | None = None
 
     check_query = field_validator("query")(_text)
