@@ -159,7 +159,14 @@ def test_the_api_refuses_a_pipeline_deeper_than_its_documented_maximum(tmp_path:
         assert fine.status_code == 200, fine.text
 
 
+def _no_agent() -> None:
+    from pursuit.indexes.errors import PursuitError
+
+    raise PursuitError("these tests serve search only; no chat model is loaded")
+
+
 def _served(tmp_path: Path, **settings: str):  # type: ignore[no-untyped-def]
+    """The web server over a five-document index, without loading any chat model."""
     from fastapi.testclient import TestClient
 
     from pursuit.ui.settings import Settings
@@ -168,7 +175,7 @@ def _served(tmp_path: Path, **settings: str):  # type: ignore[no-untyped-def]
     SearchIndex.build(_docs("d", 5), tmp_path / "five", source="test").close()
     return TestClient(create_app(Settings(cache_dir=tmp_path, index=str(tmp_path / "five"),
                                           threads=str(tmp_path / "threads.sqlite"), **settings),
-                                 session_factory=None), base_url="http://127.0.0.1:8000")
+                                 session_factory=_no_agent), base_url="http://127.0.0.1:8000")
 
 
 def test_another_host_name_cannot_read_the_local_server(tmp_path: Path) -> None:
@@ -283,3 +290,38 @@ def test_a_huge_fused_pipeline_is_refused_with_a_message(index_dir: Path, tmp_pa
         assert refused.status_code == 422 and "at most 2000 characters" in refused.text
         too_big = client.post("/api/search", json={"query": "tides", "pipeline": huge})
         assert too_big.status_code == 413
+
+
+def test_api_callers_cannot_choose_what_the_server_loads(tmp_path: Path) -> None:
+    with _served(tmp_path) as client:
+        for option in ("model='/etc'", "dtype='float16'", "device='cpu'"):
+            body = {"query": "tides", "pipeline": f"bm25%5 >> icr({option})%2"}
+            refused = client.post("/api/search", json=body)
+            assert refused.status_code == 400, refused.text
+            name = option.split("=")[0]
+            assert refused.json()["error"] == (
+                f"icr({name}=...) is not available over the API: this server reranks with "
+                f"its own models; remove {name} from the pipeline")
+
+
+def test_the_shared_model_cache_keeps_the_most_recently_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_lm import tiny_lm
+
+    from pursuit.retrievers.lm import causal
+
+    monkeypatch.setattr(causal, "_SHARED", {})
+    folders = []
+    for i in range(causal.MAX_SHARED_MODELS + 1):
+        lm = tiny_lm()
+        folders.append(tmp_path / f"lm{i}")
+        lm.model.save_pretrained(folders[-1])
+        lm.tokenizer.save_pretrained(folders[-1])
+    first = causal.shared_causal_lm(str(folders[0]), dtype="float32", device="cpu")
+    for folder in folders[1:-1]:
+        causal.shared_causal_lm(str(folder), dtype="float32", device="cpu")
+    assert causal.shared_causal_lm(str(folders[0]), dtype="float32", device="cpu") is first
+    causal.shared_causal_lm(str(folders[-1]), dtype="float32", device="cpu")  # one too many
+    held = [key[0] for key in causal._SHARED]
+    assert len(held) == causal.MAX_SHARED_MODELS == 3
+    assert held == [str(folders[2]), str(folders[0]), str(folders[3])]  # folders[1] went

@@ -39,7 +39,10 @@ DEFAULT_LLM = "qwen2.5-coder-0.5b"
 _ALIASES = {spec.hub_id.lower(): name for name, spec in PACKAGED_LLMS.items()}
 #: A string no chat template produces on its own, used to split a rendered prompt.
 _SENTINEL = "\x00PURSUIT-USER-CONTENT\x00"
-_SHARED: dict[tuple[str, ...], CausalLM] = {}
+#: Models :func:`shared_causal_lm` keeps loaded (a planner, a reranker and one more); the
+#: least recently used goes first, so no caller can make a process hold models without end.
+MAX_SHARED_MODELS = 3
+_SHARED: dict[tuple[str, ...], CausalLM] = {}  # in use order, least recent first
 _SHARED_LOCK = threading.Lock()
 
 
@@ -251,6 +254,9 @@ def shared_causal_lm(model: str | None = None, *, dtype: str | torch.dtype = "au
             _SHARED[key] = load_causal_lm(model, dtype=torch_dtype, device=target,
                                           cache_dir=cache_dir,
                                           attn_implementation=attn_implementation)
+            while len(_SHARED) > MAX_SHARED_MODELS:  # its users keep their own reference
+                del _SHARED[next(iter(_SHARED))]
+        _SHARED[key] = _SHARED.pop(key)  # now the most recently used
         return _SHARED[key]
 
 

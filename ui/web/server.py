@@ -35,6 +35,8 @@ from swagger_ui_bundle import swagger_ui_path
 
 from pursuit.agent.session import AgentSession
 from pursuit.indexes.collection import SearchIndex
+from pursuit.indexes.errors import PursuitError
+from pursuit.retrievers.stage import Stage
 from pursuit.ui.settings import Settings
 from pursuit.ui.web.api import (
     ERROR_RESPONSES,
@@ -132,6 +134,23 @@ def create_app(settings: Settings, *, session_factory: SessionFactory | None = N
     return app
 
 
+#: Reranker options that choose what a process loads. Over the API the server's own models
+#: serve every request: a caller cannot make it load a model (or a local folder) or keep
+#: another copy in memory.
+LOADING_OPTIONS = ("model", "dtype", "device")
+
+
+def _configured_only(name: str, make: Callable[..., Stage]) -> Callable[..., Stage]:
+    def build(**options: Any) -> Stage:
+        named = [key for key in LOADING_OPTIONS if key in options]
+        if named:
+            raise PursuitError(f"{name}({named[0]}=...) is not available over the API: this "
+                               f"server reranks with its own models; remove "
+                               f"{', '.join(named)} from the pipeline")
+        return make(**options)
+    return build
+
+
 def _default_factory(index: SearchIndex, settings: Settings) -> SessionFactory:
     def load() -> ChatAgent:
         from pursuit.ui.web.chatagent import load_chat_agent
@@ -225,8 +244,9 @@ def _add_other_routes(app: FastAPI, state: _State) -> None:
                 from pursuit.retrievers.registry import index_stages
 
                 dtype = state.settings.dtype
-                state.stages.update(index_stages(state.index, fetch_docs=True, dtype=dtype)
-                                    | reranker_stages(state.index.store, dtype=dtype))
+                state.stages.update(index_stages(state.index, fetch_docs=True, dtype=dtype))
+                state.stages.update({name: _configured_only(name, make) for name, make
+                                     in reranker_stages(state.index.store, dtype=dtype).items()})
         return search_json(state.index, state.stages, body.query, k=body.k,
                            pipeline=body.pipeline, published_before=body.published_before)
 
