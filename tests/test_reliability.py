@@ -325,3 +325,81 @@ def test_the_shared_model_cache_keeps_the_most_recently_used(
     held = [key[0] for key in causal._SHARED]
     assert len(held) == causal.MAX_SHARED_MODELS == 3
     assert held == [str(folders[2]), str(folders[0]), str(folders[3])]  # folders[1] went
+
+
+class _SlowModelServer:
+    """An OpenAI-style server on loopback that streams one piece and then keeps the
+    connection open for a long time (like a model still generating), or answers 503."""
+
+    def __init__(self, status: int = 200) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests, self.gone = 0, threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests += 1
+                if status != 200:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                piece = {"choices": [{"delta": {"content": "The tide"}}]}
+                self.wfile.write(f"data: {json.dumps(piece)}\n\n".encode())
+                self.wfile.flush()
+                for _ in range(300):  # 30 s unless the client goes away
+                    time.sleep(0.1)
+                    try:
+                        self.wfile.write(b": still generating\n\n")
+                        self.wfile.flush()
+                    except OSError:
+                        outer.gone.set()
+                        return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_stop_reaches_a_served_model_at_once() -> None:
+    import threading
+
+    from pursuit.agent.llm.contract import LLMError, cancel_scope, user
+    from pursuit.agent.llm.http import OpenAIChatLLM
+
+    slow = _SlowModelServer()
+    try:
+        llm, stop = OpenAIChatLLM(slow.url, "m", timeout_s=60), threading.Event()
+        with cancel_scope(stop):
+            stream = llm.stream([user("why tides?")])
+        pieces, started = [], time.monotonic()
+        for piece in stream:
+            pieces.append(piece)
+            threading.Timer(0.3, stop.set).start()  # the user presses Stop
+        assert pieces == ["The tide"] and time.monotonic() - started < 5
+        assert slow.gone.wait(5), "the connection to the model server stayed open"
+    finally:
+        slow.close()
+    failing = _SlowModelServer(status=503)
+    try:
+        llm, stop = OpenAIChatLLM(failing.url, "m", retries=3, backoff_s=1.0), threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        started = time.monotonic()
+        with cancel_scope(stop), pytest.raises(LLMError, match="the run was stopped"):
+            llm.complete([user("why tides?")])
+        assert failing.requests == 1 and time.monotonic() - started < 3  # no retry after Stop
+    finally:
+        failing.close()

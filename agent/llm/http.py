@@ -13,13 +13,20 @@ Example:
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
-from pursuit.agent.llm.contract import Completion, LLMError, Message, TextStream
+from pursuit.agent.llm.contract import (
+    Completion,
+    LLMError,
+    Message,
+    TextStream,
+    current_cancel,
+)
 from pursuit.agent.llm.stops import StopCut
 
 __all__ = ["OpenAIChatLLM"]
@@ -61,7 +68,9 @@ class OpenAIChatLLM:
     def complete(self, messages: Sequence[Message], *, max_tokens: int = 512,
                  temperature: float = 0.0, stop: Sequence[str] | None = None) -> Completion:
         """The server's whole answer (also cut at ``stop`` here, in case it ignores it)."""
-        response = self._send(self._body(messages, max_tokens, temperature, stop, False))
+        cancel = current_cancel()
+        response = self._send(self._body(messages, max_tokens, temperature, stop, False),
+                              cancel=cancel)
         try:
             data = response.json()
             text = data["choices"][0]["message"]["content"] or ""
@@ -80,12 +89,17 @@ class OpenAIChatLLM:
         usage (``stream_options.include_usage``); a server that sends it fills the
         stream's token counts, one that does not leaves them ``None``."""
         body = self._body(messages, max_tokens, temperature, stop, True)
-        return TextStream(lambda counts: self._events(body, stop, counts))
+        cancel = current_cancel()  # the run's flag, read where the stream is asked for
+        return TextStream(lambda counts: self._events(body, stop, counts, cancel))
 
     def _events(self, body: dict[str, Any], stop: Sequence[str] | None,
-                counts: TextStream) -> Iterator[str]:
-        response = self._send(body, stream=True)
+                counts: TextStream, cancel: threading.Event | None) -> Iterator[str]:
+        response = self._send(body, stream=True, cancel=cancel)
         cut = StopCut(stop)
+        finished = threading.Event()
+        if cancel is not None:  # a stop closes the connection at once, mid-read included
+            threading.Thread(target=_close_on, args=(cancel, finished, response),
+                             daemon=True).start()
         try:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -106,13 +120,17 @@ class OpenAIChatLLM:
             rest = cut.flush()
             if rest:
                 yield rest
-        except httpx.TimeoutException:
-            raise LLMError(f"the model server at {self.url} stopped sending within "
-                           f"{self.timeout_s:g} s; raise the timeout or check the server") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            if cancel is not None and cancel.is_set():
+                return  # stopped: the answer ends where it was, like an in-process one
+            if isinstance(exc, httpx.TimeoutException):
+                raise LLMError(f"the model server at {self.url} stopped sending within "
+                               f"{self.timeout_s:g} s; raise the timeout or check the "
+                               "server") from None
             raise LLMError(f"the stream from the model server at {self.url} broke: {exc}; "
                            "check the server's log") from exc
         finally:
+            finished.set()
             response.close()
 
     def close(self) -> None:
@@ -155,10 +173,16 @@ class OpenAIChatLLM:
             raise LLMError(f"the model server at {self.url} sent an event that is not an OpenAI "
                            f"chat chunk: {payload[:300]!r}") from None
 
-    def _send(self, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
-        """POST ``body``, retrying what may pass; a 200 response (left open when streaming)."""
+    def _send(self, body: dict[str, Any], *, stream: bool = False,
+              cancel: threading.Event | None = None) -> httpx.Response:
+        """POST ``body``, retrying what may pass; a 200 response (left open when streaming).
+
+        Nothing is sent or retried once ``cancel`` is set: a stopped run frees its slot.
+        """
         attempts, problem = self.retries + 1, ""
         for attempt in range(attempts):
+            if cancel is not None and cancel.is_set():
+                raise LLMError("the run was stopped before the model server answered")
             wait = self.backoff_s * 2 ** attempt
             try:
                 request = self.client.build_request("POST", self.url, json=body,
@@ -187,7 +211,10 @@ class OpenAIChatLLM:
                            f"{response.status_code}: {detail}; check the server's log")
                 wait = self._retry_after(response, wait)
             if attempt + 1 < attempts:
-                time.sleep(wait)
+                if cancel is not None and cancel.wait(wait):
+                    raise LLMError("the run was stopped before the model server answered")
+                if cancel is None:
+                    time.sleep(wait)
         raise LLMError(f"{problem} (gave up after {attempts} attempt"
                        f"{'s' if attempts != 1 else ''})")
 
@@ -197,3 +224,12 @@ class OpenAIChatLLM:
         except ValueError:
             return default
         return min(max(seconds, 0.0), self.max_retry_after_s)
+
+
+def _close_on(cancel: threading.Event, finished: threading.Event,
+              response: httpx.Response) -> None:
+    """Close ``response`` as soon as ``cancel`` is set, unless the stream finishes first."""
+    while not finished.is_set():
+        if cancel.wait(0.05):
+            response.close()
+            return
