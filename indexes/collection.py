@@ -28,7 +28,7 @@ import numpy as np
 
 from pursuit.indexes.bm25 import BM25Index
 from pursuit.indexes.docstore import DocStore
-from pursuit.indexes.errors import IndexError_
+from pursuit.indexes.errors import IndexError_, PursuitError
 from pursuit.indexes.locking import IndexLock
 from pursuit.indexes.manifest import (
     MANIFEST_NAME,
@@ -375,6 +375,9 @@ class _staging:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, PursuitError) and exc.args and isinstance(exc.args[0], str):
+                # The user knows the index, not its staging copy: name the index.
+                exc.args = (exc.args[0].replace(self.tmp.name, self.out.name), *exc.args[1:])
             return
         old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
         if self.out.exists():

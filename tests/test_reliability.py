@@ -403,3 +403,18 @@ def test_a_stop_reaches_a_served_model_at_once() -> None:
         assert failing.requests == 1 and time.monotonic() - started < 3  # no retry after Stop
     finally:
         failing.close()
+
+
+def test_errors_name_the_index_not_its_staging_copy(index_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    again = _jsonl(tmp_path / "again.jsonl", _docs("base", 1))
+    code, out, err = run(["add", str(index_dir), str(again)], capsys, monkeypatch, tmp_path)
+    said = " ".join(err.split())
+    assert code == 1 and "building" not in said
+    assert f"document id 'base0' is already in {index_dir}/docs.sqlite" in said
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".idx")) == [
+        ".idx.lock"]
+    (index_dir / "bm25").rename(tmp_path / "moved")
+    with pytest.raises(Exception, match="rebuild it with: pursuit index test --out"):
+        SearchIndex.open(index_dir)  # the hint names the recorded source, not SOURCE
