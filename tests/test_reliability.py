@@ -248,6 +248,16 @@ def test_bad_input_to_every_command_is_a_message_not_a_traceback(
             f"cannot write an index to {a_file}: it is a file",
         ("delete", idx, *[f"base{i}" for i in range(20)]):
             f"this would leave {idx} with no documents",
+        ("eval", str(tmp_path / "nope"), "-p", "bm25"):
+            f"{tmp_path / 'nope'} is not a BEIR dataset folder (no corpus.jsonl)",
+        ("compare", str(tmp_path / "nope"), "-p", "a=bm25"):
+            "compare needs at least two systems",
+        ("add", str(tmp_path / "nope"), str(empty)): f"no index at {tmp_path / 'nope'}",
+        ("add-vectors", str(tmp_path / "nope")): f"no index at {tmp_path / 'nope'}",
+        ("events", "build", "--index", str(tmp_path / "nope")): f"no index at {tmp_path / 'nope'}",
+        ("search", "tides", "--index", idx, "-p", "bm25%%"): "pipeline column 6: ",
+        ("train", "llm-ql", str(tmp_path / "nope"), "--out", str(tmp_path / "run")):
+            f"{tmp_path / 'nope'}: not a folder",
     }
     for argv, message in cases.items():
         code, out, err = run(list(argv), capsys, monkeypatch, tmp_path)
