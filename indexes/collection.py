@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,7 @@ class SearchIndex:
                               f"({built['dim']}-d); to re-encode it with {encoder.model_id}: "
                               f"pursuit add-vectors {self.path} --encoder {encoder.model_id} "
                               f"--replace")
-        with IndexLock(self.path, wait=wait, on_wait=on_wait), _staging(self.path) as tmp:
-            current = Manifest.read(self.path)
-            shutil.copytree(self.path, tmp, dirs_exist_ok=True)
+        with self._locked_copy(wait, on_wait) as (tmp, current):
             shutil.rmtree(tmp / DENSE_DIR, ignore_errors=True)
             store = DocStore.open(tmp / STORE_FILE, readonly=True)
             try:
@@ -200,13 +199,20 @@ class SearchIndex:
         self.close()
         return type(self).open(self.path, encoder=encoder)
 
-    def _rewrite(self, change: Any, encoder: Encoder | None, wait: bool,
-                 on_wait: Callable[[str], None] | None) -> SearchIndex:
-        # Under the lock, the copy starts from the index as the last writer left it (which
-        # may be newer than what this object opened).
+    @contextmanager
+    def _locked_copy(self, wait: bool, on_wait: Callable[[str], None] | None
+                     ) -> Iterator[tuple[Path, Manifest]]:
+        """Under the index's writer lock, a staging copy of the index and its manifest as the
+        last writer left them (which may be newer than what this object opened); the copy
+        replaces the index when the block ends without an error."""
         with IndexLock(self.path, wait=wait, on_wait=on_wait), _staging(self.path) as tmp:
             current = Manifest.read(self.path)
             shutil.copytree(self.path, tmp, dirs_exist_ok=True)
+            yield tmp, current
+
+    def _rewrite(self, change: Any, encoder: Encoder | None, wait: bool,
+                 on_wait: Callable[[str], None] | None) -> SearchIndex:
+        with self._locked_copy(wait, on_wait) as (tmp, current):
             store = DocStore.open(tmp / STORE_FILE)
             try:
                 change(tmp, store, current)

@@ -2,7 +2,8 @@
 
 Tests mirror the package (``tests/retrievers/lm/test_causal.py`` tests
 ``retrievers/lm/causal.py``); the helpers they share (``tiny_lm``, ``tiny_bm25``,
-``scripted_agent``, ``chat_server``) sit here, at the top of ``tests/``.
+``scripted_agent``, ``chat_server``, ``cli_runner``, ``polling``) sit here, at the top
+of ``tests/``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run
+from polling import wait_until
 
 from pursuit.indexes.collection import SearchIndex
 from pursuit.indexes.locking import IndexLock
@@ -56,14 +57,6 @@ class Pursuit:
         return self.proc.wait(timeout=120)
 
 
-def _wait_for(predicate, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def index_dir(tmp_path: Path) -> Path:
     SearchIndex.build(_docs("base", 20), tmp_path / "idx", source="test").close()
@@ -79,7 +72,7 @@ def test_two_writers_at_once_lose_no_documents(index_dir: Path, tmp_path: Path) 
     with IndexLock(index_dir):
         writers = [Pursuit("add", str(index_dir), str(f), tmp_path=tmp_path) for f in (a, b)]
         # Each writer says whom it waits for before it reads the index.
-        _wait_for(lambda: all(waiting in w.said() for w in writers))
+        wait_until(lambda: all(waiting in w.said() for w in writers), seconds=60)
         busy = Pursuit("add", str(index_dir), str(a), "--no-wait", tmp_path=tmp_path)
         assert busy.wait() == 1
         assert f"{index_dir} is being changed by process {os.getpid()}" in busy.said()

@@ -211,9 +211,10 @@ class OpenAIChatLLM:
                            f"{response.status_code}: {detail}; check the server's log")
                 wait = self._retry_after(response, wait)
             if attempt + 1 < attempts:
-                if cancel is not None and cancel.wait(wait):
-                    raise LLMError("the run was stopped before the model server answered")
-                if cancel is None:
+                # A stop ends the pause early; the check at the loop's top then ends the loop.
+                if cancel is not None:
+                    cancel.wait(wait)
+                else:
                     time.sleep(wait)
         raise LLMError(f"{problem} (gave up after {attempts} attempt"
                        f"{'s' if attempts != 1 else ''})")

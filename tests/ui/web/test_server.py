@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from polling import wait_until
 from scripted_agent import CORPUS, SEQUEL, AskOnce, Hook, ScriptedAgent
 
 from pursuit.agent.config import AgentConfig
@@ -100,13 +101,6 @@ def chat(client: httpx.Client, path: str = "/api/chat", **body: Any) -> list[tup
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         return list(read_events(response))
-
-
-def wait_until(check: Callable[[], bool], seconds: float = 5) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_chat_streams_the_turn_and_keeps_the_conversation(index_path: Path,
